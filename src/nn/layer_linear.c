@@ -1,0 +1,76 @@
+/* Linear layer y = x W^T + b with W as [out, in] (PyTorch's layout). Threads
+ * split the output features (forward, weight gradient) and the input features
+ * (input gradient), so no thread's result needs reducing with another's. */
+#include <cblas.h>
+#include "nn_internal.h"
+
+typedef struct lin_ctx { fed_model *m; const layer *l; int tasks; } lin_ctx;
+
+static void lin_fwd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    lin_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    int in = (int)shape_size(l->ish), out = l->osh.c, n = m->n;
+    size_t o0, o1;
+    nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
+    if (o1 == o0) return;
+    const float *x = nn_act(m, l->in);
+    float *y = m->ws.act[l->out];
+    const float *w = m->params + l->w_off;
+    if (l->b_off != SIZE_MAX) {
+        const float *b = m->params + l->b_off;
+        for (int i = 0; i < n; i++)
+            for (size_t o = o0; o < o1; o++) y[(size_t)i * out + o] = b[o];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)(o1 - o0), in, 1.0f, x, in, w + o0 * in, in,
+                l->b_off != SIZE_MAX ? 1.0f : 0.0f, y + o0, out);
+}
+
+void nn_linear_forward(fed_model *m, const layer *l) {
+    int t = nn_threads(m);
+    lin_ctx c = {m, l, t < l->osh.c ? t : l->osh.c};
+    fed_pool_run(m->pool, (size_t)c.tasks, lin_fwd_task, &c);
+}
+
+static void lin_bwd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    lin_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    int in = (int)shape_size(l->ish), out = l->osh.c, n = m->n;
+    const float *x = nn_act(m, l->in);
+    const float *dy = m->ws.grad[l->out];
+    const float *w = m->params + l->w_off;
+    size_t o0, o1;
+    nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
+    if (o1 > o0) {
+        /* dW[o0:o1, :] = dY[:, o0:o1]^T X */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, 1.0f, dy + o0, out, x, in, 0.0f,
+                    m->grads + l->w_off + o0 * in, in);
+        if (l->b_off != SIZE_MAX) {
+            float *gb = m->grads + l->b_off;
+            for (size_t o = o0; o < o1; o++) {
+                float s = 0;
+                for (int i = 0; i < n; i++) s += dy[(size_t)i * out + o];
+                gb[o] = s;
+            }
+        }
+    }
+    if (l->in != 0) {
+        /* dX[:, i0:i1] += dY W[:, i0:i1] */
+        size_t i0, i1;
+        nn_split((size_t)in, (size_t)c->tasks, task, &i0, &i1);
+        if (i1 > i0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)(i1 - i0), out, 1.0f, dy, out, w + i0, in,
+                        1.0f, m->ws.grad[l->in] + i0, in);
+    }
+}
+
+void nn_linear_backward(fed_model *m, const layer *l) {
+    int t = nn_threads(m);
+    int in = (int)shape_size(l->ish);
+    int most = l->osh.c > in ? l->osh.c : in;
+    lin_ctx c = {m, l, t < most ? t : most};
+    fed_pool_run(m->pool, (size_t)c.tasks, lin_bwd_task, &c);
+}

@@ -1,0 +1,108 @@
+/* Pooling: MaxPool2d (argmax kept for backward), AvgPool2d, global average
+ * pooling. No padding, floor mode, like PyTorch's defaults. Threads split the batch. */
+#include <float.h>
+#include <string.h>
+#include "nn_internal.h"
+
+typedef struct pool_ctx { fed_model *m; const layer *l; int tasks; int li; } pool_ctx;
+
+static int layer_index(const fed_model *m, const layer *l) { return (int)(l - m->layers); }
+
+static void pool_fwd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    pool_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    size_t lo, hi;
+    nn_split((size_t)m->n, (size_t)c->tasks, task, &lo, &hi);
+    const float *x = nn_act(m, l->in);
+    float *y = m->ws.act[l->out];
+    size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
+    int H = l->ish.h, W = l->ish.w, OH = l->osh.h, OW = l->osh.w, k = l->k, s = l->stride;
+    int32_t *arg = l->kind == L_MAXPOOL ? (int32_t *)m->ws.save[c->li] : NULL;
+    for (size_t i = lo; i < hi; i++) {
+        const float *xi = x + i * isz;
+        float *yi = y + i * osz;
+        for (int ch = 0; ch < l->ish.c; ch++) {
+            const float *xc = xi + (size_t)ch * H * W;
+            float *yc = yi + (size_t)ch * OH * OW;
+            if (l->kind == L_GAP) {
+                float sum = 0;
+                for (int j = 0; j < H * W; j++) sum += xc[j];
+                yc[0] = sum / (float)(H * W);
+                continue;
+            }
+            for (int oy = 0; oy < OH; oy++) {
+                for (int ox = 0; ox < OW; ox++) {
+                    if (l->kind == L_MAXPOOL) {
+                        float best = -FLT_MAX;
+                        int bi = (oy * s) * W + ox * s;
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int idx = (oy * s + ky) * W + ox * s + kx;
+                                /* strict '>' keeps the first maximum, as PyTorch does */
+                                if (xc[idx] > best) { best = xc[idx]; bi = idx; }
+                            }
+                        yc[oy * OW + ox] = best;
+                        arg[i * osz + (size_t)ch * OH * OW + oy * OW + ox] = bi;
+                    } else {
+                        float sum = 0;
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) sum += xc[(oy * s + ky) * W + ox * s + kx];
+                        yc[oy * OW + ox] = sum / (float)(k * k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void pool_bwd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    pool_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    if (l->in == 0) return;
+    size_t lo, hi;
+    nn_split((size_t)m->n, (size_t)c->tasks, task, &lo, &hi);
+    const float *dy = m->ws.grad[l->out];
+    float *dx = m->ws.grad[l->in];
+    size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
+    int H = l->ish.h, W = l->ish.w, OH = l->osh.h, OW = l->osh.w, k = l->k, s = l->stride;
+    const int32_t *arg = l->kind == L_MAXPOOL ? (const int32_t *)m->ws.save[c->li] : NULL;
+    for (size_t i = lo; i < hi; i++) {
+        float *dxi = dx + i * isz;
+        const float *dyi = dy + i * osz;
+        for (int ch = 0; ch < l->ish.c; ch++) {
+            float *dxc = dxi + (size_t)ch * H * W;
+            const float *dyc = dyi + (size_t)ch * OH * OW;
+            if (l->kind == L_GAP) {
+                float g = dyc[0] / (float)(H * W);
+                for (int j = 0; j < H * W; j++) dxc[j] += g;
+            } else if (l->kind == L_MAXPOOL) {
+                const int32_t *a = arg + i * osz + (size_t)ch * OH * OW;
+                for (int j = 0; j < OH * OW; j++) dxc[a[j]] += dyc[j];
+            } else {
+                float inv = 1.0f / (float)(k * k);
+                for (int oy = 0; oy < OH; oy++)
+                    for (int ox = 0; ox < OW; ox++) {
+                        float g = dyc[oy * OW + ox] * inv;
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) dxc[(oy * s + ky) * W + ox * s + kx] += g;
+                    }
+            }
+        }
+    }
+}
+
+void nn_pool_forward(fed_model *m, const layer *l) {
+    int t = nn_threads(m);
+    pool_ctx c = {m, l, t < m->n ? t : m->n, layer_index(m, l)};
+    fed_pool_run(m->pool, (size_t)c.tasks, pool_fwd_task, &c);
+}
+
+void nn_pool_backward(fed_model *m, const layer *l) {
+    int t = nn_threads(m);
+    pool_ctx c = {m, l, t < m->n ? t : m->n, layer_index(m, l)};
+    fed_pool_run(m->pool, (size_t)c.tasks, pool_bwd_task, &c);
+}

@@ -1,0 +1,115 @@
+/* Internals of the model container shared by the layer files: the layer record,
+ * the per-batch workspace, and the parallel helpers. Not a public header. */
+#ifndef FEDERATE_NN_INTERNAL_H
+#define FEDERATE_NN_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "federate/model.h"
+#include "federate/pool.h"
+
+enum layer_kind {
+    L_LINEAR, L_CONV, L_MAXPOOL, L_AVGPOOL, L_GAP, L_RELU, L_TANH,
+    L_DROPOUT, L_BATCHNORM, L_GROUPNORM, L_FLATTEN, L_ADD,
+};
+
+typedef struct shape3 { int c, h, w; } shape3;
+
+static inline size_t shape_size(shape3 s) { return (size_t)s.c * s.h * s.w; }
+
+typedef struct layer {
+    int kind;
+    char name[48];
+    int in, in2, out;        /* activation slots (in2 only for L_ADD) */
+    shape3 ish, osh;
+    size_t w_off, b_off;     /* into params (b_off == SIZE_MAX: no bias) */
+    size_t rm_off, rv_off, nbt_off; /* into buffers (BatchNorm) */
+    int k, stride, pad;      /* conv and pooling */
+    int groups;              /* GroupNorm */
+    float eps, momentum, p;  /* norms; dropout probability */
+    size_t save_bytes;       /* per-example bytes of state kept for backward */
+    size_t save_chan_floats; /* per-layer (not per-example) floats: norm stats */
+} layer;
+
+#define MAX_SLOTS 128
+#define MAX_LAYERS 128
+#define MAX_WORKERS 64
+
+typedef struct workspace {
+    int cap;                       /* examples the buffers hold */
+    float *act[MAX_SLOTS];         /* cap * slot_size floats each (slot 0 = input, not owned) */
+    float *grad[MAX_SLOTS];
+    void *save[MAX_LAYERS];        /* cap * save_bytes */
+    float *chan[MAX_LAYERS];       /* save_chan_floats (norm mean/invstd, per-example stats) */
+    float *col[MAX_WORKERS];       /* im2col scratch per worker */
+    float *partial[MAX_WORKERS];   /* per-worker partial weight gradients (conv) */
+} workspace;
+
+struct fed_model {
+    char name[32];
+    shape3 input;
+    int num_classes;
+    layer layers[MAX_LAYERS];
+    int nlayers;
+    shape3 slot_shape[MAX_SLOTS];
+    int nslots;
+    float *params, *grads, *buffers;
+    size_t nparams, nbuffers;
+    fed_tensor_info tensors[MAX_LAYERS * 4];
+    int ntensors;
+    size_t col_floats;             /* largest im2col buffer per example */
+    double flops;                  /* training flops per example */
+    int training;
+    fed_pool *pool;
+    uint64_t rng_seed, rng_round, rng_client, rng_step;
+    int n;                         /* examples in the current forward */
+    workspace ws;
+    const float *x;                /* input of the current forward */
+    /* building state */
+    int build_error;
+};
+
+/* Building (zoo.c). Each returns the output slot or -1 (model->build_error set). */
+int nn_add_conv(fed_model *m, const char *name, int in, int cout, int k, int stride, int pad, int bias);
+int nn_add_linear(fed_model *m, const char *name, int in, int out_features, int bias);
+int nn_add_pool(fed_model *m, int kind, int in, int k, int stride);
+int nn_add_gap(fed_model *m, int in);
+int nn_add_act(fed_model *m, int kind, int in);
+int nn_add_dropout(fed_model *m, int in, float p);
+int nn_add_batchnorm(fed_model *m, const char *name, int in);
+int nn_add_groupnorm(fed_model *m, const char *name, int in, int groups);
+int nn_add_flatten(fed_model *m, int in);
+int nn_add_add(fed_model *m, int a, int b);
+int nn_finalize(fed_model *m);
+
+/* Static partition of [0, n) into parts; worker t gets [*lo, *hi). */
+static inline void nn_split(size_t n, size_t parts, size_t t, size_t *lo, size_t *hi) {
+    size_t base = n / parts, rem = n % parts;
+    *lo = t * base + (t < rem ? t : rem);
+    *hi = *lo + base + (t < rem ? 1 : 0);
+}
+int nn_threads(const fed_model *m);
+
+/* Layer passes (layers_*.c). Each runs its own parallel loop over m->pool. */
+void nn_conv_forward(fed_model *m, const layer *l);
+void nn_conv_backward(fed_model *m, const layer *l);
+void nn_linear_forward(fed_model *m, const layer *l);
+void nn_linear_backward(fed_model *m, const layer *l);
+void nn_pool_forward(fed_model *m, const layer *l);
+void nn_pool_backward(fed_model *m, const layer *l);
+void nn_eltwise_forward(fed_model *m, const layer *l, int li);
+void nn_eltwise_backward(fed_model *m, const layer *l, int li);
+void nn_norm_forward(fed_model *m, const layer *l, int li);
+void nn_norm_backward(fed_model *m, const layer *l, int li);
+
+static inline const float *nn_act(const fed_model *m, int slot) {
+    return slot == 0 ? m->x : m->ws.act[slot];
+}
+
+
+
+/* For tests and custom graphs: an empty model with an input shape, then
+ * nn_add_* calls, then nn_model_end (allocates, initializes from seed 0). */
+fed_model *nn_model_begin(const char *name, int c, int h, int w, int num_classes);
+int nn_model_end(fed_model *m);
+
+#endif
