@@ -88,4 +88,9 @@ struct fed_dataset;
 int fed_model_evaluate(fed_model *m, const struct fed_dataset *d, int batch_size,
                        double *loss, double *accuracy, int64_t *confusion);
 
+/* Per-layer timing, for `federate bench train --profile`. */
+#include <stdio.h>
+void fed_model_profile(fed_model *m, int on);
+void fed_model_profile_print(const fed_model *m, FILE *out, int steps);
+
 #endif

@@ -65,6 +65,7 @@ int nn_add_conv(fed_model *m, const char *name, int in, int cout, int k, int str
     if (bias) { int64_t bs[1] = {cout}; l->b_off = add_tensor(m, name, "bias", 1, bs, 0, FED_DTYPE_F32); }
     size_t col = (size_t)is.c * k * k * oh * ow;
     if (col > m->col_floats) m->col_floats = col;
+    if (shape_size((shape3){cout, oh, ow}) > m->out_floats) m->out_floats = shape_size((shape3){cout, oh, ow});
     double f = 2.0 * cout * is.c * k * k * oh * ow;
     /* backward: weight gradient always; input gradient unless this reads the input */
     m->flops += f * (in == 0 ? 2 : 3);
@@ -171,6 +172,12 @@ int nn_finalize(fed_model *m) {
     m->buffers = calloc(m->nbuffers ? m->nbuffers : 1, sizeof(float));
     if (!m->params || !m->grads || !m->buffers)
         return fed_error(FED_ENOMEM, "model %s: cannot allocate %zu parameters", m->name, m->nparams);
+    /* Column scratch for up to 16 examples, within 4M floats (16 MB) per worker. */
+    size_t per = m->col_floats ? m->col_floats : 1;
+    size_t chunk = (4u << 20) / per;
+    if (chunk > 16) chunk = 16;
+    if (chunk < 1) chunk = 1;
+    m->col_chunk_floats = chunk * per;
     m->training = 1;
     return 0;
 }

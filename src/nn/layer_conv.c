@@ -1,63 +1,64 @@
-/* Conv2d by im2col + OpenBLAS sgemm, one example at a time so each worker thread
- * owns a contiguous range of the batch. Weight gradients: worker 0 accumulates
- * into the model's gradient, the others into private partials that are added in
- * worker order afterwards, so a fixed thread count gives bit-identical results. */
+/* Conv2d by im2col + OpenBLAS sgemm. Each worker thread owns a contiguous range
+ * of the batch and lowers several examples side by side into one column matrix
+ * [C*k*k, nb*OH*OW], so each GEMM is wide enough to run near the kernel's peak.
+ * Weight gradients: worker 0 accumulates into the model's gradient, the others
+ * into private partials added in worker order afterwards, so a fixed thread
+ * count gives bit-identical results. */
 #include <cblas.h>
 #include <string.h>
-#include <stdlib.h>
 #include "nn_internal.h"
 
-/* col[(c*k + ki)*k + kj][oy*ow + ox] = x[c][oy*s - p + ki][ox*s - p + kj] (0 outside). */
-static void im2col(const float *restrict x, float *restrict col, shape3 is, int k, int s, int p, int oh, int ow) {
-    size_t hw = (size_t)oh * ow;
+/* col[(c*k + ki)*k + kj][oy*ow + ox] (row stride ld) = x[c][oy*s - p + ki][ox*s - p + kj],
+ * zero outside the image. */
+static void im2col(const float *restrict x, float *restrict col, size_t ld, shape3 is, int k, int s, int p, int oh,
+                   int ow) {
     for (int c = 0; c < is.c; c++) {
         const float *xc = x + (size_t)c * is.h * is.w;
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((size_t)(c * k + ki) * k + kj) * hw;
+                float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
+                /* valid ox: 0 <= ox*s - p + kj < W */
+                int lo = 0, hi = ow;
+                while (lo < ow && lo * s - p + kj < 0) lo++;
+                while (hi > lo && (hi - 1) * s - p + kj >= is.w) hi--;
                 for (int oy = 0; oy < oh; oy++) {
                     int iy = oy * s - p + ki;
                     float *dst = row + (size_t)oy * ow;
                     if (iy < 0 || iy >= is.h) { memset(dst, 0, (size_t)ow * sizeof(float)); continue; }
-                    const float *src = xc + (size_t)iy * is.w;
-                    if (s == 1 && getenv("SLOWPATH") == NULL) {
-                        /* contiguous run with zero borders: valid ox in [lo, hi) */
-                        int lo = p - kj, hi = is.w + p - kj;
-                        if (lo < 0) lo = 0;
-                        if (lo > ow) lo = ow;
-                        if (hi > ow) hi = ow;
-                        if (hi < lo) hi = lo;
-                        memset(dst, 0, (size_t)lo * sizeof(float));
-                        memcpy(dst + lo, src + lo - p + kj, (size_t)(hi - lo) * sizeof(float));
-                        memset(dst + hi, 0, (size_t)(ow - hi) * sizeof(float));
+                    const float *src = xc + (size_t)iy * is.w - p + kj;
+                    for (int ox = 0; ox < lo; ox++) dst[ox] = 0;
+                    if (s == 1) {
+                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
                     } else {
-                        for (int ox = 0; ox < ow; ox++) {
-                            int ix = ox * s - p + kj;
-                            dst[ox] = (ix >= 0 && ix < is.w) ? src[ix] : 0.0f;
-                        }
+                        for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox * s];
                     }
+                    for (int ox = hi; ox < ow; ox++) dst[ox] = 0;
                 }
             }
         }
     }
 }
 
-/* The adjoint of im2col: dx += scatter(dcol). */
-static void col2im_add(const float *restrict col, float *restrict dx, shape3 is, int k, int s, int p, int oh, int ow) {
-    size_t hw = (size_t)oh * ow;
+/* The adjoint of im2col: dx += scatter(col). */
+static void col2im_add(const float *restrict col, size_t ld, float *restrict dx, shape3 is, int k, int s, int p,
+                       int oh, int ow) {
     for (int c = 0; c < is.c; c++) {
         float *xc = dx + (size_t)c * is.h * is.w;
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
-                const float *row = col + ((size_t)(c * k + ki) * k + kj) * hw;
+                const float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
+                int lo = 0, hi = ow;
+                while (lo < ow && lo * s - p + kj < 0) lo++;
+                while (hi > lo && (hi - 1) * s - p + kj >= is.w) hi--;
                 for (int oy = 0; oy < oh; oy++) {
                     int iy = oy * s - p + ki;
                     if (iy < 0 || iy >= is.h) continue;
-                    float *dst = xc + (size_t)iy * is.w;
-                    const float *src = row + (size_t)oy * ow;
-                    for (int ox = 0; ox < ow; ox++) {
-                        int ix = ox * s - p + kj;
-                        if (ix >= 0 && ix < is.w) dst[ix] += src[ox];
+                    float *restrict dst = xc + (size_t)iy * is.w - p + kj;
+                    const float *restrict src = row + (size_t)oy * ow;
+                    if (s == 1) {
+                        for (int ox = lo; ox < hi; ox++) dst[ox] += src[ox];
+                    } else {
+                        for (int ox = lo; ox < hi; ox++) dst[ox * s] += src[ox];
                     }
                 }
             }
@@ -65,9 +66,14 @@ static void col2im_add(const float *restrict col, float *restrict dx, shape3 is,
     }
 }
 
-typedef struct conv_ctx { fed_model *m; const layer *l; int tasks; } conv_ctx;
+typedef struct conv_ctx { fed_model *m; const layer *l; int tasks; int li; } conv_ctx;
 
-static int is_pointwise(const layer *l) { return l->k == 1 && l->stride == 1 && l->pad == 0; }
+/* Examples lowered together: bounded by the per-worker column scratch. */
+static size_t chunk_of(const fed_model *m, const layer *l) {
+    size_t per = (size_t)l->ish.c * l->k * l->k * l->osh.h * l->osh.w;
+    size_t c = m->col_chunk_floats / (per ? per : 1);
+    return c ? c : 1;
+}
 
 static void conv_fwd_task(void *vctx, size_t task, int worker) {
     conv_ctx *ctx = vctx;
@@ -78,34 +84,36 @@ static void conv_fwd_task(void *vctx, size_t task, int worker) {
     const float *x = nn_act(m, l->in);
     float *y = m->ws.act[l->out];
     const float *w = m->params + l->w_off;
+    const float *bias = l->b_off != SIZE_MAX ? m->params + l->b_off : NULL;
     int K = l->ish.c * l->k * l->k, HW = l->osh.h * l->osh.w, M = l->osh.c;
-    size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
-    float *col = m->ws.col[worker];
-    for (size_t i = lo; i < hi; i++) {
-        const float *xi = x + i * isz;
-        const float *b = xi;
-        if (!is_pointwise(l)) {
-            im2col(xi, col, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
-            b = col;
-        }
-        float *yi = y + i * osz;
-        if (l->b_off != SIZE_MAX) {
-            const float *bias = m->params + l->b_off;
+    size_t isz = shape_size(l->ish), osz = shape_size(l->osh), chunk = chunk_of(m, l);
+    float *tmp = m->ws.tmp[worker];
+    /* In training, the lowered input is kept for the backward pass when it fits. */
+    float *keep = m->training ? m->ws.colsave[ctx->li] : NULL;
+    for (size_t i0 = lo; i0 < hi; i0 += chunk) {
+        size_t nb = hi - i0 < chunk ? hi - i0 : chunk, ld = nb * HW;
+        float *col = keep ? keep + i0 * (size_t)K * HW : m->ws.col[worker];
+        for (size_t s = 0; s < nb; s++)
+            im2col(x + (i0 + s) * isz, col + s * HW, ld, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp,
+                    (int)ld);
+        for (size_t s = 0; s < nb; s++) {
+            float *ys = y + (i0 + s) * osz;
             for (int o = 0; o < M; o++) {
-                float bv = bias[o];
-                float *r = yi + (size_t)o * HW;
-                for (int j = 0; j < HW; j++) r[j] = bv;
+                const float *restrict src = tmp + (size_t)o * ld + s * HW;
+                float *restrict dst = ys + (size_t)o * HW;
+                float b = bias ? bias[o] : 0.0f;
+                for (int j = 0; j < HW; j++) dst[j] = src[j] + b;
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, HW, K, 1.0f, w, K, b, HW,
-                    l->b_off != SIZE_MAX ? 1.0f : 0.0f, yi, HW);
     }
 }
 
 void nn_conv_forward(fed_model *m, const layer *l) {
     int t = nn_threads(m);
-    conv_ctx ctx = {m, l, t < m->n ? t : m->n};
+    conv_ctx ctx = {m, l, t < m->n ? t : m->n, (int)(l - m->layers)};
     fed_pool_run(m->pool, (size_t)ctx.tasks, conv_fwd_task, &ctx);
+    m->ws.colsave_valid[ctx.li] = m->training && m->ws.colsave[ctx.li] != NULL;
 }
 
 static void conv_bwd_task(void *vctx, size_t task, int worker) {
@@ -119,44 +127,41 @@ static void conv_bwd_task(void *vctx, size_t task, int worker) {
     float *dx = l->in == 0 ? NULL : m->ws.grad[l->in];
     const float *w = m->params + l->w_off;
     int K = l->ish.c * l->k * l->k, HW = l->osh.h * l->osh.w, M = l->osh.c;
-    size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
-    /* Task 0 writes the real gradient; task t > 0 its partial (zeroed here). */
-    float *gw, *gb = NULL;
-    if (task == 0) {
-        gw = m->grads + l->w_off;
-        if (l->b_off != SIZE_MAX) gb = m->grads + l->b_off;
-    } else {
-        float *part = m->ws.partial[task];
-        gw = part + l->w_off;
-        memset(gw, 0, (size_t)M * K * sizeof(float));
-        if (l->b_off != SIZE_MAX) { gb = part + l->b_off; memset(gb, 0, (size_t)M * sizeof(float)); }
-    }
-    float *col = m->ws.col[worker];
-    for (size_t i = lo; i < hi; i++) {
-        const float *xi = x + i * isz;
-        const float *dyi = dy + i * osz;
-        const float *b = xi;
-        if (!is_pointwise(l)) {
-            im2col(xi, col, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
-            b = col;
+    size_t isz = shape_size(l->ish), osz = shape_size(l->osh), chunk = chunk_of(m, l);
+    /* Task 0 writes the real gradient; task t > 0 its partial. Both start at zero. */
+    float *base = task == 0 ? m->grads : m->ws.partial[task];
+    float *gw = base + l->w_off, *gb = l->b_off != SIZE_MAX ? base + l->b_off : NULL;
+    memset(gw, 0, (size_t)M * K * sizeof(float));
+    if (gb) memset(gb, 0, (size_t)M * sizeof(float));
+    float *tmp = m->ws.tmp[worker];
+    float *keep = m->ws.colsave_valid[ctx->li] ? m->ws.colsave[ctx->li] : NULL;
+    for (size_t i0 = lo; i0 < hi; i0 += chunk) {
+        size_t nb = hi - i0 < chunk ? hi - i0 : chunk, ld = nb * HW;
+        float *col = keep ? keep + i0 * (size_t)K * HW : m->ws.col[worker];
+        /* gather dY as [M, nb*HW] */
+        for (size_t s = 0; s < nb; s++) {
+            const float *dys = dy + (i0 + s) * osz;
+            for (int o = 0; o < M; o++) memcpy(tmp + (size_t)o * ld + s * HW, dys + (size_t)o * HW, HW * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, HW, 1.0f, dyi, HW, b, HW, 1.0f, gw, K);
         if (gb) {
             for (int o = 0; o < M; o++) {
-                const float *r = dyi + (size_t)o * HW;
-                float s = 0;
-                for (int j = 0; j < HW; j++) s += r[j];
-                gb[o] += s;
+                const float *r = tmp + (size_t)o * ld;
+                float sum = 0;
+                for (size_t j = 0; j < ld; j++) sum += r[j];
+                gb[o] += sum;
             }
         }
+        if (!keep)
+            for (size_t s = 0; s < nb; s++)
+                im2col(x + (i0 + s) * isz, col + s * HW, ld, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, gw,
+                    K);
         if (dx) {
-            float *dxi = dx + i * isz;
-            if (is_pointwise(l)) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, M, 1.0f, w, K, dyi, HW, 1.0f, dxi, HW);
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, M, 1.0f, w, K, dyi, HW, 0.0f, col, HW);
-                col2im_add(col, dxi, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
-            }
+            /* the kept columns are not needed any more: reuse them for dcol */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, M, 1.0f, w, K, tmp, (int)ld, 0.0f, col,
+                        (int)ld);
+            for (size_t s = 0; s < nb; s++)
+                col2im_add(col + s * HW, ld, dx + (i0 + s) * isz, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
         }
     }
 }
@@ -178,15 +183,13 @@ static void reduce_task(void *vctx, size_t task, int worker) {
 
 void nn_conv_backward(fed_model *m, const layer *l) {
     int t = nn_threads(m);
-    conv_ctx ctx = {m, l, t < m->n ? t : m->n};
+    conv_ctx ctx = {m, l, t < m->n ? t : m->n, (int)(l - m->layers)};
     fed_pool_run(m->pool, (size_t)ctx.tasks, conv_bwd_task, &ctx);
+    m->ws.colsave_valid[ctx.li] = 0;   /* overwritten by dcol */
     if (ctx.tasks > 1) {
-        /* weight and bias are adjacent in the flat buffer when there is a bias */
-        size_t len = (size_t)l->osh.c * l->ish.c * l->k * l->k;
-        if (l->b_off == l->w_off + len) len += (size_t)l->osh.c;
-        reduce_ctx rc = {m, l->w_off, len, ctx.tasks};
-        fed_pool_run(m->pool, (size_t)t, reduce_task, &rc);
-        if (l->b_off != SIZE_MAX && l->b_off != l->w_off + (size_t)l->osh.c * l->ish.c * l->k * l->k) {
+        reduce_ctx rw = {m, l->w_off, (size_t)l->osh.c * l->ish.c * l->k * l->k, ctx.tasks};
+        fed_pool_run(m->pool, (size_t)t, reduce_task, &rw);
+        if (l->b_off != SIZE_MAX) {
             reduce_ctx rb = {m, l->b_off, (size_t)l->osh.c, ctx.tasks};
             fed_pool_run(m->pool, (size_t)t, reduce_task, &rb);
         }

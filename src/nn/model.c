@@ -2,13 +2,21 @@
  * buffer of running statistics; a list of layers reading and writing activation
  * slots; and the forward/backward drivers that run the layers in order. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include "federate/data.h"
 #include "federate/error.h"
 #include "federate/loss.h"
 #include "federate/rng.h"
 #include "nn_internal.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 int nn_threads(const fed_model *m) { return m->pool ? fed_pool_size(m->pool) : 1; }
 
@@ -52,8 +60,8 @@ static void workspace_free(fed_model *m) {
     workspace *ws = &m->ws;
     for (int s = 1; s < MAX_SLOTS; s++) { free(ws->act[s]); free(ws->grad[s]); }
     free(ws->grad[0]);
-    for (int l = 0; l < MAX_LAYERS; l++) { free(ws->save[l]); free(ws->chan[l]); }
-    for (int t = 0; t < MAX_WORKERS; t++) { free(ws->col[t]); free(ws->partial[t]); }
+    for (int l = 0; l < MAX_LAYERS; l++) { free(ws->save[l]); free(ws->chan[l]); free(ws->colsave[l]); }
+    for (int t = 0; t < MAX_WORKERS; t++) { free(ws->col[t]); free(ws->tmp[t]); free(ws->partial[t]); }
     memset(ws, 0, sizeof *ws);
 }
 
@@ -92,6 +100,17 @@ static int workspace_reserve(fed_model *m, int n) {
                 ws->save[l] = malloc((size_t)cap * ly->save_bytes);
                 if (!ws->save[l]) goto oom;
             }
+            free(ws->colsave[l]); ws->colsave[l] = NULL;
+            ws->colsave_valid[l] = 0;
+            if (ly->kind == L_CONV) {
+                /* Keeping the lowered input saves recomputing it in backward; only
+                 * when it is small (as at federated batch sizes). */
+                size_t per = (size_t)ly->ish.c * ly->k * ly->k * ly->osh.h * ly->osh.w;
+                if (per * (size_t)cap <= ((size_t)4 << 20)) {
+                    ws->colsave[l] = malloc(per * (size_t)cap * sizeof(float));
+                    if (!ws->colsave[l]) goto oom;
+                }
+            }
             size_t chan = ly->save_chan_floats;
             if (ly->kind == L_GROUPNORM) chan *= (size_t)cap;  /* stats per example and group */
             if (chan) {
@@ -103,8 +122,11 @@ static int workspace_reserve(fed_model *m, int n) {
     }
     for (int t = 0; t < threads; t++) {
         if (!ws->col[t] && m->col_floats) {
-            ws->col[t] = malloc(m->col_floats * sizeof(float));
-            if (!ws->col[t]) goto oom;
+            /* tmp holds as many conv outputs as col holds lowered examples */
+            size_t chunk = m->col_chunk_floats / m->col_floats;
+            ws->col[t] = malloc(m->col_chunk_floats * sizeof(float));
+            ws->tmp[t] = malloc(chunk * m->out_floats * sizeof(float));
+            if (!ws->col[t] || !ws->tmp[t]) goto oom;
         }
         if (!ws->partial[t]) {
             ws->partial[t] = xcalloc(m->nparams, sizeof(float));
@@ -125,6 +147,7 @@ int fed_model_forward(fed_model *m, const float *x, int n, const float **logits)
     m->x = x;
     for (int i = 0; i < m->nlayers; i++) {
         const layer *l = &m->layers[i];
+        double t0 = m->profile ? now_s() : 0;
         switch (l->kind) {
         case L_CONV: nn_conv_forward(m, l); break;
         case L_LINEAR: nn_linear_forward(m, l); break;
@@ -132,6 +155,7 @@ int fed_model_forward(fed_model *m, const float *x, int n, const float **logits)
         case L_BATCHNORM: case L_GROUPNORM: nn_norm_forward(m, l, i); break;
         default: nn_eltwise_forward(m, l, i); break;
         }
+        if (m->profile) m->prof[i][0] += now_s() - t0;
     }
     if (m->training) m->rng_step++;
     if (logits) *logits = m->ws.act[m->layers[m->nlayers - 1].out];
@@ -147,9 +171,10 @@ int fed_model_backward(fed_model *m, const float *dlogits) {
         memset(m->ws.grad[s], 0, (size_t)n * shape_size(m->slot_shape[s]) * sizeof(float));
     int last = m->layers[m->nlayers - 1].out;
     memcpy(m->ws.grad[last], dlogits, (size_t)n * m->num_classes * sizeof(float));
-    memset(m->grads, 0, m->nparams * sizeof(float));
+    /* No need to clear m->grads: every layer overwrites its own parameters' gradients. */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const layer *l = &m->layers[i];
+        double t0 = m->profile ? now_s() : 0;
         switch (l->kind) {
         case L_CONV: nn_conv_backward(m, l); break;
         case L_LINEAR: nn_linear_backward(m, l); break;
@@ -157,6 +182,7 @@ int fed_model_backward(fed_model *m, const float *dlogits) {
         case L_BATCHNORM: case L_GROUPNORM: nn_norm_backward(m, l, i); break;
         default: nn_eltwise_backward(m, l, i); break;
         }
+        if (m->profile) m->prof[i][1] += now_s() - t0;
     }
     return 0;
 }
@@ -268,4 +294,27 @@ int fed_model_clone(fed_model **out, const fed_model *m) {
     memcpy(c->buffers, m->buffers, m->nbuffers * sizeof(float));
     *out = c;
     return 0;
+}
+
+static const char *kind_name(int k) {
+    static const char *names[] = {"linear", "conv", "maxpool", "avgpool", "gap", "relu", "tanh",
+                                  "dropout", "batchnorm", "groupnorm", "flatten", "add"};
+    return k >= 0 && k <= L_ADD ? names[k] : "?";
+}
+
+void fed_model_profile(fed_model *m, int on) {
+    m->profile = on;
+    memset(m->prof, 0, sizeof m->prof);
+}
+
+void fed_model_profile_print(const fed_model *m, FILE *out, int steps) {
+    double tot = 0;
+    for (int i = 0; i < m->nlayers; i++) tot += m->prof[i][0] + m->prof[i][1];
+    fprintf(out, "%-4s %-10s %-22s %10s %10s %6s\n", "#", "kind", "name", "fwd_ms", "bwd_ms", "share");
+    for (int i = 0; i < m->nlayers; i++) {
+        const layer *l = &m->layers[i];
+        double f = m->prof[i][0] * 1e3 / steps, b = m->prof[i][1] * 1e3 / steps;
+        fprintf(out, "%-4d %-10s %-22s %10.3f %10.3f %5.1f%%\n", i, kind_name(l->kind), l->name, f, b,
+                tot > 0 ? 100.0 * (m->prof[i][0] + m->prof[i][1]) / tot : 0.0);
+    }
 }

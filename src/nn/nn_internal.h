@@ -41,6 +41,9 @@ typedef struct workspace {
     void *save[MAX_LAYERS];        /* cap * save_bytes */
     float *chan[MAX_LAYERS];       /* save_chan_floats (norm mean/invstd, per-example stats) */
     float *col[MAX_WORKERS];       /* im2col scratch per worker */
+    float *colsave[MAX_LAYERS];    /* conv: lowered input kept from forward to backward */
+    int colsave_valid[MAX_LAYERS];
+    float *tmp[MAX_WORKERS];       /* conv output/gradient in [C, nb*HW] layout per worker */
     float *partial[MAX_WORKERS];   /* per-worker partial weight gradients (conv) */
 } workspace;
 
@@ -57,6 +60,8 @@ struct fed_model {
     fed_tensor_info tensors[MAX_LAYERS * 4];
     int ntensors;
     size_t col_floats;             /* largest im2col buffer per example */
+    size_t col_chunk_floats;       /* im2col scratch per worker (several examples) */
+    size_t out_floats;             /* largest conv output per example */
     double flops;                  /* training flops per example */
     int training;
     fed_pool *pool;
@@ -64,6 +69,9 @@ struct fed_model {
     int n;                         /* examples in the current forward */
     workspace ws;
     const float *x;                /* input of the current forward */
+    /* per-layer seconds [layer][0 = forward, 1 = backward], when profiling */
+    int profile;
+    double prof[MAX_LAYERS][2];
     /* building state */
     int build_error;
 };
