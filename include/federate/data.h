@@ -52,6 +52,10 @@ typedef struct fed_augment {
 } fed_augment;
 /* out (c*h*w) = augmented in; in and out must not overlap. */
 void fed_augment_apply(const fed_augment *a, const float *in, float *out, int c, int h, int w, fed_rng *r);
+/* out = in rotated by deg degrees about the image center (counter-clockwise as
+ * displayed), bilinear, zero fill: the rotation fed_augment_apply draws, at a fixed
+ * angle. in and out must not overlap. */
+void fed_augment_rotate(const float *in, float *out, int c, int h, int w, float deg);
 
 /* Iterates over a subset of a data set in batches. */
 typedef struct fed_batcher {

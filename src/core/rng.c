@@ -105,6 +105,10 @@ float fed_rng_normal(fed_rng *r) {
 }
 
 double fed_rng_gamma(fed_rng *r, double shape) {
+    /* A NaN shape never satisfies the acceptance test (infinite loop) and a
+     * negative one recurses until the stack overflows: answer NaN instead.
+     * Gamma(0) is the point mass at 0. */
+    if (!(shape > 0.0)) return shape == 0.0 ? 0.0 : NAN;
     if (shape < 1.0) {
         /* Boost: Gamma(a) = Gamma(a+1) * U^(1/a). */
         double u = 1.0 - fed_rng_uniform(r);

@@ -56,8 +56,9 @@ int nn_add_conv(fed_model *m, const char *name, int in, int cout, int k, int str
     layer *l = new_layer(m, L_CONV, in);
     if (!l) return -1;
     shape3 is = l->ish;
+    if (k <= 0 || stride <= 0 || cout <= 0 || pad < 0 || is.h + 2 * pad < k || is.w + 2 * pad < k)
+        return fail(m, "bad convolution geometry (kernel larger than the padded input?)", name);
     int oh = (is.h + 2 * pad - k) / stride + 1, ow = (is.w + 2 * pad - k) / stride + 1;
-    if (oh <= 0 || ow <= 0 || k <= 0 || stride <= 0 || cout <= 0) return fail(m, "bad convolution geometry", name);
     snprintf(l->name, sizeof l->name, "%s", name);
     l->k = k; l->stride = stride; l->pad = pad;
     int64_t ws[4] = {cout, is.c, k, k};
@@ -88,8 +89,8 @@ int nn_add_pool(fed_model *m, int kind, int in, int k, int stride) {
     layer *l = new_layer(m, kind, in);
     if (!l) return -1;
     shape3 is = l->ish;
+    if (k <= 0 || stride <= 0 || is.h < k || is.w < k) return fail(m, "pooling window larger than its input", NULL);
     int oh = (is.h - k) / stride + 1, ow = (is.w - k) / stride + 1;
-    if (oh <= 0 || ow <= 0) return fail(m, "pooling window larger than input", NULL);
     l->k = k; l->stride = stride;
     shape3 os = {is.c, oh, ow};
     if (kind == L_MAXPOOL) l->save_bytes = shape_size(os) * sizeof(int32_t);
@@ -178,6 +179,7 @@ int nn_finalize(fed_model *m) {
     if (chunk > 16) chunk = 16;
     if (chunk < 1) chunk = 1;
     m->col_chunk_floats = chunk * per;
+    m->tmp_chunk_floats = chunk * m->out_floats;
     m->training = 1;
     return 0;
 }

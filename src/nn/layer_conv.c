@@ -70,8 +70,10 @@ typedef struct conv_ctx { fed_model *m; const layer *l; int tasks; int li; } con
 
 /* Examples lowered together: bounded by the per-worker column scratch. */
 static size_t chunk_of(const fed_model *m, const layer *l) {
-    size_t per = (size_t)l->ish.c * l->k * l->k * l->osh.h * l->osh.w;
+    size_t per = (size_t)l->ish.c * l->k * l->k * l->osh.h * l->osh.w, out = shape_size(l->osh);
     size_t c = m->col_chunk_floats / (per ? per : 1);
+    size_t t = m->tmp_chunk_floats / (out ? out : 1);   /* tmp holds the chunk's outputs */
+    if (t < c) c = t;
     return c ? c : 1;
 }
 

@@ -123,9 +123,8 @@ static int workspace_reserve(fed_model *m, int n) {
     for (int t = 0; t < threads; t++) {
         if (!ws->col[t] && m->col_floats) {
             /* tmp holds as many conv outputs as col holds lowered examples */
-            size_t chunk = m->col_chunk_floats / m->col_floats;
             ws->col[t] = malloc(m->col_chunk_floats * sizeof(float));
-            ws->tmp[t] = malloc(chunk * m->out_floats * sizeof(float));
+            ws->tmp[t] = malloc(m->tmp_chunk_floats * sizeof(float));
             if (!ws->col[t] || !ws->tmp[t]) goto oom;
         }
         if (!ws->partial[t]) {
@@ -167,10 +166,11 @@ int fed_model_backward(fed_model *m, const float *dlogits) {
     int n = m->n;
     /* Every slot's gradient accumulates from the layers that read it (a residual
      * input has two readers), so all start at zero. */
-    for (int s = 1; s < m->nslots; s++)
-        memset(m->ws.grad[s], 0, (size_t)n * shape_size(m->slot_shape[s]) * sizeof(float));
     int last = m->layers[m->nlayers - 1].out;
-    memcpy(m->ws.grad[last], dlogits, (size_t)n * m->num_classes * sizeof(float));
+    for (int s = 1; s < m->nslots; s++)
+        if (s != last) memset(m->ws.grad[s], 0, (size_t)n * shape_size(m->slot_shape[s]) * sizeof(float));
+    /* dlogits may already live in the output's gradient slot (fed_model_loss_grad) */
+    if (dlogits != m->ws.grad[last]) memcpy(m->ws.grad[last], dlogits, (size_t)n * m->num_classes * sizeof(float));
     /* No need to clear m->grads: every layer overwrites its own parameters' gradients. */
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const layer *l = &m->layers[i];

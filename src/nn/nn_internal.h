@@ -62,6 +62,7 @@ struct fed_model {
     size_t col_floats;             /* largest im2col buffer per example */
     size_t col_chunk_floats;       /* im2col scratch per worker (several examples) */
     size_t out_floats;             /* largest conv output per example */
+    size_t tmp_chunk_floats;       /* conv output scratch per worker */
     double flops;                  /* training flops per example */
     int training;
     fed_pool *pool;

@@ -130,6 +130,7 @@ static int get_nonneg_int(json_t *v, uint64_t *out) {
 
 /* Validates one header entry into t (everything but data) and its span. */
 static int parse_entry(const char *name, json_t *e, fed_st_tensor *t, st_span *span) {
+    if (name[0] == '\0') return fed_error(FED_EFORMAT, "safetensors: empty tensor name");
     if (strlen(name) >= (size_t)FED_ST_NAME_MAX)
         return fed_error(FED_EFORMAT, "safetensors: tensor name \"%.60s...\" is longer than %d bytes", name,
                          FED_ST_NAME_MAX - 1);
@@ -425,7 +426,7 @@ int fed_st_serialize(const fed_st_tensor *t, int n, const char *const *meta_kv, 
 
     size_t data_len = 0;
     for (int i = 0; i < n; i++) {
-        size_t nb;
+        size_t nb = 0;
         if ((rc = check_tensor(&t[i], i, &nb))) goto done;
         if (json_object_get(root, t[i].name)) {
             rc = fed_error(FED_EINVAL, "safetensors: duplicate tensor name \"%s\"", t[i].name);

@@ -1,0 +1,82 @@
+/* federate bench: timed measurements (benchmarks are not tests).
+ *   bench train: local training steps on MNIST-shaped random data. */
+#include <stdlib.h>
+#include <string.h>
+#include "args.h"
+#include "common.h"
+
+static const char *const norms[] = {"batch", "group", NULL};
+
+static int bench_train(int argc, char **argv) {
+    const char *model_name = "cnn", *hidden = NULL, *norm = "batch";
+    int batch = 10, threads = 1, steps = 300, profile = 0;
+    const arg_spec specs[] = {
+        {"model", ARG_STRING, &model_name, "model from the zoo (default cnn)", NO_RANGE, NULL},
+        {"hidden", ARG_STRING, &hidden, "mlp hidden sizes", NO_RANGE, NULL},
+        {"norm", ARG_STRING, &norm, "resnet normalization", NO_RANGE, norms},
+        {"batch-size", ARG_INT, &batch, "examples per step (default 10)", 1, 1 << 16, NULL},
+        {"threads", ARG_INT, &threads, "threads splitting each batch (default 1)", 1, 64, NULL},
+        {"steps", ARG_INT, &steps, "timed steps (default 300)", 1, 1 << 30, NULL},
+        {"profile", ARG_FLAG, &profile, "print time per layer", NO_RANGE, NULL},
+        ARG_END,
+    };
+    int rc = args_parse("bench train", "[FLAGS]", specs, argc, argv, 3, NULL, 0, NULL);
+    if (rc) return rc > 0 ? 0 : 2;
+    int resnet = strcmp(model_name, "resnet") == 0;
+    int c = resnet ? 3 : 1, hw = resnet ? 32 : 28;
+    fed_model *m = NULL;
+    if (cli_model_for("bench train", model_name, c, hw, hw, 10, hidden, norm, &m)) return 1;
+    fed_pool *pool = NULL;
+    fed_optim *opt = NULL;
+    int status = 1;
+    size_t ex = (size_t)c * hw * hw;
+    float *x = malloc((size_t)batch * ex * sizeof(float));
+    int32_t *y = malloc((size_t)batch * sizeof(int32_t));
+    if (!x || !y) { fprintf(stderr, "federate bench train: out of memory\n"); goto out; }
+    fed_rng r;
+    fed_rng_init(&r, 1, 0, 0, FED_RNG_USER);
+    fed_rng_fill_normal(&r, x, (size_t)batch * ex, 0, 1);
+    for (int i = 0; i < batch; i++) y[i] = (int32_t)fed_rng_below(&r, 10);
+    if ((rc = fed_pool_new(&pool, threads))) { cli_fail("bench train", "cannot start threads", rc); goto out; }
+    fed_model_set_pool(m, threads > 1 ? pool : NULL);
+    fed_optim_cfg oc;
+    fed_optim_cfg_default(&oc, FED_OPTIM_SGD);
+    if ((rc = fed_optim_new(&opt, &oc, fed_model_num_params(m)))) { cli_fail("bench train", "optimizer", rc); goto out; }
+    fed_model_set_training(m, 1);
+    /* a step = forward, backward and an SGD update, as in a client's local training */
+    int warm = steps / 10 + 5;
+    double t0 = 0;
+    for (int i = 0; i < warm + steps; i++) {
+        if (i == warm) {
+            if (profile) fed_model_profile(m, 1);
+            t0 = cli_now();
+        }
+        float loss;
+        if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) { cli_fail("bench train", "step", rc); goto out; }
+        fed_optim_step(opt, fed_model_params(m), fed_model_grads(m), 0.01f);
+    }
+    double dt = cli_now() - t0;
+    double sps = (double)steps * batch / dt;
+    printf("model: %s\nbatch_size: %d\nthreads: %d\nsteps: %d\n", model_name, batch, threads, steps);
+    printf("samples_per_s: %.0f\n", sps);
+    printf("gflops: %.1f\n", sps * fed_model_train_flops(m) / 1e9);
+    if (profile) fed_model_profile_print(m, stdout, steps);
+    status = 0;
+out:
+    free(x);
+    free(y);
+    fed_optim_free(opt);
+    fed_model_free(m);
+    fed_pool_free(pool);
+    return status;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[2], "--help") == 0) {
+        printf("usage: federate bench WHAT [FLAGS]\n\n  train    local training steps on MNIST-shaped data\n");
+        return argc < 3 ? 2 : 0;
+    }
+    if (strcmp(argv[2], "train") == 0) return bench_train(argc, argv);
+    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train)\n", argv[2]);
+    return 2;
+}

@@ -1,0 +1,48 @@
+/* federate: the command-line tool. Dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "simulate a federation from a YAML config (the main job)"},
+    {"partition", cmd_partition, "split a data set into per-client folders"},
+    {"runs", cmd_runs, "list, show and compare runs in the experiment store"},
+    {"train", cmd_train, "train a model centrally (the baseline for federated runs)"},
+    {"evaluate", cmd_evaluate, "evaluate saved weights: accuracy and confusion matrix"},
+    {"bench", cmd_bench, "benchmarks: bench train"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "federate %s: privacy-preserving federated learning\n\nusage: federate COMMAND [FLAGS]\n\ncommands:\n",
+            FEDERATE_VERSION);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\nfederate COMMAND --help shows a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+    fed_blas_single_thread();
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("federate %s\n", FEDERATE_VERSION);
+        return 0;
+    }
+    for (const command *c = commands; c->name; c++)
+        if (strcmp(c->name, argv[1]) == 0) return c->fn(argc, argv);
+    fprintf(stderr, "federate: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,112 @@
+/* Run configuration: the YAML keys users of FL frameworks know (num_clients,
+ * num_rounds, clients_per_round, local_epochs, ...), parsed with libyaml,
+ * overridable with --set key=value, validated with errors that name the key, the
+ * value and what is allowed. Every key is listed in docs/config.md. */
+#ifndef FEDERATE_CONFIG_H
+#define FEDERATE_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fed_config {
+    /* experiment */
+    char name[64];              /* name: free text shown in `runs list` */
+    uint64_t seed;              /* seed: every random stream derives from it (0) */
+    int threads;                /* threads: clients trained side by side (0 = all cores) */
+    /* data */
+    char dataset[32];           /* dataset: mnist | fashion-mnist | cifar10 */
+    char data_root[512];        /* data_root: where data sets live ("" = $FEDERATE_DATA) */
+    char data_dir[512];         /* data_dir: per-client folders from `federate partition` ("" = partition here) */
+    char data_distribution[16]; /* data_distribution: iid | dirichlet | shards | quantity */
+    double non_iid_alpha;       /* non_iid_alpha: Dirichlet concentration (0.5) */
+    int shards_per_client;      /* shards_per_client: pathological split (2) */
+    double quantity_sigma;      /* quantity_sigma: log-normal spread of client sizes (1.0) */
+    double local_test_fraction; /* local_test_fraction: share of each client's data for local evaluation (0.1) */
+    /* federation */
+    int num_clients;            /* num_clients (100) */
+    int num_rounds;             /* num_rounds (20) */
+    int clients_per_round;      /* clients_per_round: a count; 0 = use client_selection_ratio */
+    double client_selection_ratio; /* client_selection_ratio: a fraction (0.1) */
+    int min_clients;            /* min_clients: fewest finished clients to aggregate a round (1) */
+    char client_selection[16];  /* client_selection: uniform | stratified | capability */
+    double dropout_probability; /* dropout_probability: chance a selected client drops (0) */
+    /* client capability profiles */
+    char capability[16];        /* capability: none | uniform | lognormal (speed factor distribution) */
+    double capability_spread;   /* capability_spread: range/sigma of the speed factors (0.5) */
+    int adapt_to_capability;    /* adapt_to_capability: scale local epochs, batch and lr by capability (false) */
+    /* model and local training */
+    char model[32];             /* model: mlp | cnn | cnn-bn | resnet */
+    char hidden[64];            /* hidden: mlp hidden sizes, e.g. "200,200" */
+    char norm[8];               /* norm: resnet normalization batch | group */
+    int local_epochs;           /* local_epochs: E (5) */
+    int batch_size;             /* batch_size: B (10) */
+    double learning_rate;       /* learning_rate: client lr (0.1) */
+    char optimizer[16];         /* optimizer: sgd | adam | adagrad */
+    double momentum;            /* momentum: client SGD momentum (0) */
+    double weight_decay;        /* weight_decay (0) */
+    double lr_decay;            /* lr_decay: client lr multiplied by this every round (1) */
+    /* strategy */
+    char strategy[16];          /* strategy: fedavg | fedavgm | fedprox | scaffold | qfedavg | fedadam | fedyogi | fedadagrad | fednova */
+    double server_lr;           /* server_lr (1.0) */
+    double server_momentum;     /* server_momentum: FedAvgM (0.9) */
+    double beta1, beta2;        /* beta1, beta2: FedOpt (0.9, 0.99) */
+    double tau;                 /* tau: FedOpt adaptivity (1e-3) */
+    double proximal_mu;         /* proximal_mu: FedProx mu (0.01) */
+    double q;                   /* q: q-FedAvg (1.0) */
+    double lipschitz;           /* lipschitz: q-FedAvg L (0 = 1/learning_rate) */
+    /* update pipeline */
+    double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
+    /* evaluation and output */
+    int evaluation_every;       /* evaluation_every: rounds between global evaluations (1) */
+    int eval_batch_size;        /* eval_batch_size (1000) */
+    int checkpoint_every;       /* checkpoint_every: rounds between checkpoints in the store (1) */
+    char state_dir[512];        /* state_dir: where large client state spills ("" = next to the store) */
+} fed_config;
+
+/* Defaults as commented above. */
+void fed_config_default(fed_config *c);
+/* Reads a YAML mapping of key: scalar over the current values of c. Errors:
+ * FED_EIO (file), FED_EFORMAT (YAML syntax, with line and column), FED_EINVAL
+ * (unknown key with a did-you-mean, wrong type, out of range), naming the key. */
+int fed_config_load(fed_config *c, const char *path);
+int fed_config_load_string(fed_config *c, const char *yaml, size_t len);
+/* Sets one key from its text form (for --set key=value); same errors. */
+int fed_config_set(fed_config *c, const char *key, const char *value);
+/* "key=value" form. */
+int fed_config_set_assignment(fed_config *c, const char *assignment);
+/* Cross-key checks (e.g. clients_per_round <= num_clients); names the keys. */
+int fed_config_validate(const fed_config *c);
+/* Every key with its current value as YAML, malloc'd; NULL on OOM. */
+char *fed_config_to_yaml(const fed_config *c);
+/* Number of clients selected per round (count or ratio, at least 1). */
+int fed_config_clients_per_round(const fed_config *c);
+
+/* The key table, for docs and tools. */
+typedef struct fed_config_key {
+    const char *name;
+    int type;               /* 0 int, 1 u64, 2 double, 3 string, 4 bool */
+    size_t offset, size;    /* into fed_config */
+    double min, max;        /* numbers; min > max = unchecked */
+    const char *const *choices; /* strings: allowed values or NULL */
+    const char *help;
+} fed_config_key;
+const fed_config_key *fed_config_keys(size_t *count);
+
+/* Names for fed_config_key.type (the values are the ones listed above). */
+enum fed_config_type {
+    FED_CONFIG_INT = 0,
+    FED_CONFIG_U64 = 1,
+    FED_CONFIG_DOUBLE = 2,
+    FED_CONFIG_STRING = 3,
+    FED_CONFIG_BOOL = 4,
+};
+/* "int", "u64", "float", "string", "bool". */
+const char *fed_config_type_name(int type);
+/* The row for a key name, or NULL. */
+const fed_config_key *fed_config_find_key(const char *name);
+/* One key's current value in the text form fed_config_set accepts back (strings
+ * unquoted, numbers as short as round-trips exactly); FED_EINVAL if it does not fit. */
+int fed_config_format_value(const fed_config *c, const fed_config_key *k, char *buf, size_t size);
+/* Parses `hidden` into sizes (at most 8); returns the count or FED_EINVAL. */
+int fed_config_hidden(const fed_config *c, int sizes[8]);
+
+#endif
