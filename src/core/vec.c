@@ -80,8 +80,9 @@ double fed_vec_clip_norm(float *x, size_t n, double c) {
     double norm = fed_vec_norm2(x, n);
     if (!(c >= 0.0)) c = 0.0; /* a negative (or NaN) bound clips to zero, never flips signs */
     if (norm > c) {
-        /* Round the factor toward zero so rounding never lifts the result above c:
-         * DP sensitivity arguments rely on the bound. */
+        /* Round the factor toward zero: DP sensitivity arguments rely on the
+         * bound, so a factor rounded up (norm up to c * (1 + 2^-24) before the
+         * elements' own rounding) is avoided where it costs nothing. */
         double s = c / norm;
         float sf = (float)s;
         if ((double)sf > s) sf = nextafterf(sf, 0.0f);

@@ -257,8 +257,14 @@ static int unknown_key(const char *src, const char *key, size_t len, int line) {
     char ex[EXCERPT_SIZE], pre[600] = "";
     excerpt(ex, sizeof ex, key, len);
     if (src) snprintf(pre, sizeof pre, "%s: ", src);
-    const char *sug = memchr(key, '\0', len) ? NULL
-                      : closest(key, &keys[0].name, NKEYS, sizeof keys[0], 3);
+    /* key need not be NUL-terminated at len (it may point into "key=value"). */
+    char word[65];
+    const char *sug = NULL;
+    if (len < sizeof word && !memchr(key, '\0', len)) {
+        memcpy(word, key, len);
+        word[len] = '\0';
+        sug = closest(word, &keys[0].name, NKEYS, sizeof keys[0], 3);
+    }
     char at[32] = "";
     if (line > 0) snprintf(at, sizeof at, " (line %d)", line);
     if (sug) return fed_error(FED_EINVAL, "%sunknown key '%s'%s; did you mean '%s'?", pre, ex, at, sug);
