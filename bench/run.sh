@@ -14,3 +14,17 @@ for t in 1 2; do
   ref=$(/usr/bin/python3 bench/torch_train.py --batch-size 10 --threads "$t" --steps "$STEPS" | sed -n 's/^samples_per_s: //p')
   printf "%-8s %12s %12s %8.2f\n" "$t" "$ours" "$ref" "$(echo "$ours / $ref" | bc -l)"
 done
+
+echo
+echo "## server aggregation: FedAvg over 100 cnn updates (665 MB), single-threaded, best of 5"
+ours=$("$BIN" bench aggregate --model cnn --clients 100 | sed -n 's/^ms: //p')
+ref=$(/usr/bin/python3 bench/numpy_aggregate.py --clients 100 | sed -n 's/^ms: //p')
+printf "%-10s %10s ms\n%-10s %10s ms\nnumpy/federate: %.2f\n" federate "$ours" numpy "$ref" "$(echo "$ref / $ours" | bc -l)"
+
+echo
+echo "## federated round time: 10 of 100 IID MNIST clients, E=5, B=10, cnn (seconds per round)"
+DB="$(mktemp -d)/bench.db"
+"$BIN" run examples/mnist-fedavg.yaml --db "$DB" --set num_rounds=2 --set threads=2 | grep '^round'
+for t in 1 2; do
+  /usr/bin/python3 bench/torch_fedavg.py --threads "$t" --rounds 1 | sed "s/^/pytorch $t thread(s): /"
+done

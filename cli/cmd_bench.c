@@ -53,7 +53,7 @@ static int bench_train(int argc, char **argv) {
         }
         float loss;
         if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) { cli_fail("bench train", "step", rc); goto out; }
-        fed_optim_step(opt, fed_model_params(m), fed_model_grads(m), 0.01f);
+        fed_optim_step_pool(opt, fed_model_params(m), fed_model_grads(m), 0.01f, fed_model_pool(m));
     }
     double dt = cli_now() - t0;
     double sps = (double)steps * batch / dt;
@@ -71,12 +71,69 @@ out:
     return status;
 }
 
+/* bench aggregate: FedAvg's aggregate_fit over K client updates of a model's
+ * size, i.e. the weighted average the server computes every round. */
+static int bench_aggregate(int argc, char **argv) {
+    const char *model_name = "cnn";
+    int clients = 100, reps = 5;
+    const arg_spec specs[] = {
+        {"model", ARG_STRING, &model_name, "model whose size the updates have (default cnn)", NO_RANGE, NULL},
+        {"clients", ARG_INT, &clients, "updates averaged (default 100)", 1, 100000, NULL},
+        {"reps", ARG_INT, &reps, "timed repetitions, best reported (default 5)", 1, 1000, NULL},
+        ARG_END,
+    };
+    int rc = args_parse("bench aggregate", "[FLAGS]", specs, argc, argv, 3, NULL, 0, NULL);
+    if (rc) return rc > 0 ? 0 : 2;
+    int resnet = strcmp(model_name, "resnet") == 0;
+    fed_model *m = NULL;
+    if (cli_model_for("bench aggregate", model_name, resnet ? 3 : 1, resnet ? 32 : 28, resnet ? 32 : 28, 10, NULL, NULL, &m))
+        return 1;
+    size_t n = fed_model_num_params(m);
+    fed_model_free(m);
+    float *updates = malloc((size_t)clients * n * sizeof(float));
+    float *global = calloc(n, sizeof(float));
+    fed_client_res *res = calloc((size_t)clients, sizeof *res);
+    fed_strategy *s = NULL;
+    int status = 1;
+    if (!updates || !global || !res) { fprintf(stderr, "federate bench aggregate: out of memory\n"); goto out; }
+    fed_rng r;
+    fed_rng_init(&r, 1, 0, 0, FED_RNG_USER);
+    fed_rng_fill_uniform(&r, updates, (size_t)clients * n, -1e-3f, 1e-3f);
+    for (int i = 0; i < clients; i++) {
+        res[i].client = i;
+        res[i].delta = updates + (size_t)i * n;
+        res[i].num_examples = 500 + i;
+    }
+    if ((rc = fed_strategy_create(&s, "fedavg", NULL, n))) { cli_fail("bench aggregate", "strategy", rc); goto out; }
+    double best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        double t0 = cli_now();
+        if ((rc = s->aggregate_fit(s, 1, res, clients, global))) { cli_fail("bench aggregate", "aggregate", rc); goto out; }
+        double dt = cli_now() - t0;
+        if (dt < best) best = dt;
+    }
+    double bytes = (double)clients * n * sizeof(float);
+    printf("model: %s\nclients: %d\nfloats_per_update: %zu\n", model_name, clients, n);
+    printf("ms: %.1f\n", best * 1e3);
+    printf("gb_per_s: %.2f\n", bytes / best / 1e9);
+    status = 0;
+out:
+    fed_strategy_free(s);
+    free(updates);
+    free(global);
+    free(res);
+    return status;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 3 || strcmp(argv[2], "--help") == 0) {
-        printf("usage: federate bench WHAT [FLAGS]\n\n  train    local training steps on MNIST-shaped data\n");
+        printf("usage: federate bench WHAT [FLAGS]\n\n"
+               "  train      local training steps on MNIST-shaped data\n"
+               "  aggregate  FedAvg's weighted average of client updates\n");
         return argc < 3 ? 2 : 0;
     }
     if (strcmp(argv[2], "train") == 0) return bench_train(argc, argv);
-    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train)\n", argv[2]);
+    if (strcmp(argv[2], "aggregate") == 0) return bench_aggregate(argc, argv);
+    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train, aggregate)\n", argv[2]);
     return 2;
 }

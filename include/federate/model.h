@@ -70,6 +70,7 @@ void fed_model_set_training(fed_model *m, int training);
 /* Splits each batch across the pool's threads; NULL = single-threaded. The
  * model does not own the pool. */
 void fed_model_set_pool(fed_model *m, fed_pool *pool);
+fed_pool *fed_model_pool(const fed_model *m);
 /* Address of the dropout stream: (seed, round, client, FED_RNG_DROPOUT); each
  * forward in training mode advances a step counter within it. */
 void fed_model_set_rng(fed_model *m, uint64_t seed, uint64_t round, uint64_t client);

@@ -36,6 +36,9 @@ void fed_optim_reset(fed_optim *o);
 /* One update of params[0..n) in place from grads[0..n) at learning rate lr >= 0.
  * params and grads must not overlap. */
 int fed_optim_step(fed_optim *o, float *params, const float *grads, float lr);
+/* The same step split across a pool's threads (bit-identical to fed_optim_step). */
+struct fed_pool;
+int fed_optim_step_pool(fed_optim *o, float *params, const float *grads, float lr, struct fed_pool *pool);
 /* Steps taken since creation or the last reset. */
 long fed_optim_steps(const fed_optim *o);
 size_t fed_optim_size(const fed_optim *o);

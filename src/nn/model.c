@@ -32,6 +32,7 @@ int fed_model_num_classes(const fed_model *m) { return m->num_classes; }
 double fed_model_train_flops(const fed_model *m) { return m->flops; }
 void fed_model_set_training(fed_model *m, int training) { m->training = training; }
 void fed_model_set_pool(fed_model *m, fed_pool *pool) { m->pool = pool; }
+fed_pool *fed_model_pool(const fed_model *m) { return m->pool; }
 
 const fed_tensor_info *fed_model_tensor(const fed_model *m, int i) {
     return (i >= 0 && i < m->ntensors) ? &m->tensors[i] : NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "federate/error.h"
 #include "federate/optim.h"
+#include "federate/pool.h"
 
 struct fed_optim {
     fed_optim_cfg cfg;
@@ -187,40 +188,78 @@ static void adagrad_update(float *restrict p, const float *restrict g, float *re
     }
 }
 
-int fed_optim_step(fed_optim *o, float *params, const float *grads, float lr) {
-    if (!o) return fed_error(FED_EINVAL, "fed_optim_step: NULL optimizer");
-    if (o->n && (!params || !grads)) return fed_error(FED_EINVAL, "fed_optim_step: NULL params or grads");
-    if (!(lr >= 0.0f) || isinf(lr))
-        return fed_error(FED_EINVAL, "optimizer %s: learning rate must be finite and >= 0 (got %g)",
-                         fed_optim_kind_name(o->cfg.kind), (double)lr);
+/* The update on elements [lo, hi): every kernel is element-wise, so ranges are
+ * independent and a split across threads gives the same bits as one pass. */
+static void apply_range(fed_optim *o, float *params, const float *grads, float lr, size_t lo, size_t hi) {
     const fed_optim_cfg *c = &o->cfg;
-    size_t n = o->n;
-    o->step++;
+    size_t n = hi - lo;
+    float *p = params + lo;
+    const float *g = grads + lo;
+    float *m = o->m ? o->m + lo : NULL, *v = o->v ? o->v + lo : NULL;
     switch (c->kind) {
     case FED_OPTIM_SGD:
         if (c->momentum == 0.0f)
-            sgd_plain(params, grads, n, c->weight_decay, lr);
+            sgd_plain(p, g, n, c->weight_decay, lr);
         else if (c->nesterov)
-            sgd_nesterov(params, grads, o->m, n, c->weight_decay, c->momentum, lr, o->step == 1);
+            sgd_nesterov(p, g, m, n, c->weight_decay, c->momentum, lr, o->step == 1);
         else
-            sgd_momentum(params, grads, o->m, n, c->weight_decay, c->momentum, lr, o->step == 1);
-        return 0;
+            sgd_momentum(p, g, m, n, c->weight_decay, c->momentum, lr, o->step == 1);
+        break;
     case FED_OPTIM_ADAM: {
         /* torch computes these scalars in double (Python floats) and rounds once. */
         double t = (double)o->step;
         double bc1 = 1.0 - pow((double)c->beta1, t);
         double bc2 = 1.0 - pow((double)c->beta2, t);
-        adam_update(params, grads, o->m, o->v, n, c->weight_decay, c->beta1, c->beta2, c->eps,
-                    (float)((double)lr / bc1), (float)sqrt(bc2));
-        return 0;
+        adam_update(p, g, m, v, n, c->weight_decay, c->beta1, c->beta2, c->eps, (float)((double)lr / bc1),
+                    (float)sqrt(bc2));
+        break;
     }
     case FED_OPTIM_ADAGRAD: {
         double clr = (double)lr / (1.0 + (double)(o->step - 1) * (double)c->lr_decay);
-        adagrad_update(params, grads, o->v, n, c->weight_decay, c->eps, (float)clr);
-        return 0;
+        adagrad_update(p, g, v, n, c->weight_decay, c->eps, (float)clr);
+        break;
     }
-    default:
-        o->step--;
-        return fed_error(FED_EINTERNAL, "optimizer: unknown kind %d", c->kind);
+    default: break;
     }
+}
+
+static int check_step(fed_optim *o, float *params, const float *grads, float lr) {
+    if (!o) return fed_error(FED_EINVAL, "fed_optim_step: NULL optimizer");
+    if (o->n && (!params || !grads)) return fed_error(FED_EINVAL, "fed_optim_step: NULL params or grads");
+    if (!(lr >= 0.0f) || isinf(lr))
+        return fed_error(FED_EINVAL, "optimizer %s: learning rate must be finite and >= 0 (got %g)",
+                         fed_optim_kind_name(o->cfg.kind), (double)lr);
+    if (o->cfg.kind != FED_OPTIM_SGD && o->cfg.kind != FED_OPTIM_ADAM && o->cfg.kind != FED_OPTIM_ADAGRAD)
+        return fed_error(FED_EINTERNAL, "optimizer: unknown kind %d", o->cfg.kind);
+    return 0;
+}
+
+int fed_optim_step(fed_optim *o, float *params, const float *grads, float lr) {
+    int rc = check_step(o, params, grads, lr);
+    if (rc) return rc;
+    o->step++;
+    apply_range(o, params, grads, lr, 0, o->n);
+    return 0;
+}
+
+typedef struct step_ctx { fed_optim *o; float *p; const float *g; float lr; size_t parts; } step_ctx;
+
+static void step_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    step_ctx *c = vctx;
+    /* split on 16-float boundaries so each thread's loop stays aligned */
+    size_t blocks = (c->o->n + 15) / 16, per = blocks / c->parts, rem = blocks % c->parts;
+    size_t b0 = task * per + (task < rem ? task : rem), b1 = b0 + per + (task < rem ? 1 : 0);
+    size_t lo = b0 * 16, hi = b1 * 16 < c->o->n ? b1 * 16 : c->o->n;
+    if (lo < hi) apply_range(c->o, c->p, c->g, c->lr, lo, hi);
+}
+
+int fed_optim_step_pool(fed_optim *o, float *params, const float *grads, float lr, fed_pool *pool) {
+    int rc = check_step(o, params, grads, lr);
+    if (rc) return rc;
+    o->step++;
+    size_t parts = pool ? (size_t)fed_pool_size(pool) : 1;
+    step_ctx c = {o, params, grads, lr, parts};
+    fed_pool_run(pool, parts, step_task, &c);
+    return 0;
 }

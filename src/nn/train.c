@@ -61,7 +61,7 @@ int fed_train(fed_model *m, fed_optim *opt, const fed_dataset *d, const uint32_t
             float *p = fed_model_params(m), *g = fed_model_grads(m);
             if (o->hook) o->hook(o->hook_ctx, g, p, np);
             float lr = o->schedule ? fed_lr_at(o->schedule, (int)(o->schedule_offset + steps)) : o->lr;
-            rc = fed_optim_step(opt, p, g, lr);
+            rc = fed_optim_step_pool(opt, p, g, lr, fed_model_pool(m));
             if (rc) break;
             loss_sum += loss;
             right += correct;
