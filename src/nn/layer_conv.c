@@ -24,11 +24,15 @@ static void im2col(const float *restrict x, float *restrict col, size_t ld, shap
                 for (int oy = 0; oy < oh; oy++) {
                     int iy = oy * s - p + ki;
                     float *dst = row + (size_t)oy * ow;
-                    if (iy < 0 || iy >= is.h) { memset(dst, 0, (size_t)ow * sizeof(float)); continue; }
+                    /* Rows are short (tens of floats): plain loops beat memcpy/memset calls. */
+                    if (iy < 0 || iy >= is.h) {
+                        for (int ox = 0; ox < ow; ox++) dst[ox] = 0;
+                        continue;
+                    }
                     const float *src = xc + (size_t)iy * is.w - p + kj;
                     for (int ox = 0; ox < lo; ox++) dst[ox] = 0;
                     if (s == 1) {
-                        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                        for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox];
                     } else {
                         for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox * s];
                     }

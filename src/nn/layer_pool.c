@@ -20,6 +20,35 @@ static void pool_fwd_task(void *vctx, size_t task, int worker) {
     size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
     int H = l->ish.h, W = l->ish.w, OH = l->osh.h, OW = l->osh.w, k = l->k, s = l->stride;
     int32_t *arg = l->kind == L_MAXPOOL ? (int32_t *)m->ws.save[c->li] : NULL;
+    if (l->kind == L_MAXPOOL && k == 2 && s == 2) {
+        /* The common 2x2/2 window, unrolled; argmax only when training needs it. */
+        for (size_t i = lo; i < hi; i++) {
+            for (int ch = 0; ch < l->ish.c; ch++) {
+                const float *xc = x + i * isz + (size_t)ch * H * W;
+                float *yc = y + i * osz + (size_t)ch * OH * OW;
+                int32_t *ac = arg + i * osz + (size_t)ch * OH * OW;
+                for (int oy = 0; oy < OH; oy++) {
+                    const float *r0 = xc + (2 * oy) * W, *r1 = r0 + W;
+                    for (int ox = 0; ox < OW; ox++) {
+                        float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
+                        float ab = b > a ? b : a, cd = d > cc ? d : cc;
+                        yc[oy * OW + ox] = cd > ab ? cd : ab;
+                    }
+                    if (!m->training) continue;
+                    for (int ox = 0; ox < OW; ox++) {
+                        /* first maximum in window order, as PyTorch picks it */
+                        int base = (2 * oy) * W + 2 * ox, bi = base;
+                        float best = xc[base];
+                        if (xc[base + 1] > best) { best = xc[base + 1]; bi = base + 1; }
+                        if (xc[base + W] > best) { best = xc[base + W]; bi = base + W; }
+                        if (xc[base + W + 1] > best) { bi = base + W + 1; }
+                        ac[oy * OW + ox] = bi;
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (size_t i = lo; i < hi; i++) {
         const float *xi = x + i * isz;
         float *yi = y + i * osz;
