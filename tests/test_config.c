@@ -95,7 +95,7 @@ static void test_defaults(void) {
     CHECK(c.server_lr == 1.0 && c.server_momentum == 0.9 && c.beta1 == 0.9 && c.beta2 == 0.99 && c.tau == 1e-3);
     CHECK(c.proximal_mu == 0.01 && c.q == 1.0 && c.lipschitz == 0 && c.clip_norm == 0);
     CHECK_EQ_INT(c.evaluation_every, 1);
-    CHECK_EQ_INT(c.eval_batch_size, 1000);
+    CHECK_EQ_INT(c.eval_batch_size, 250);
     CHECK_EQ_INT(c.checkpoint_every, 1);
     CHECK(!strcmp(c.state_dir, ""));
     CHECK_OK(fed_config_validate(&c));

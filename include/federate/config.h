@@ -57,7 +57,7 @@ typedef struct fed_config {
     double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
     /* evaluation and output */
     int evaluation_every;       /* evaluation_every: rounds between global evaluations (1) */
-    int eval_batch_size;        /* eval_batch_size (1000) */
+    int eval_batch_size;        /* eval_batch_size (250) */
     int checkpoint_every;       /* checkpoint_every: rounds between checkpoints in the store (1) */
     char state_dir[512];        /* state_dir: where large client state spills ("" = next to the store) */
 } fed_config;

@@ -166,7 +166,7 @@ void fed_config_default(fed_config *c) {
     c->proximal_mu = 0.01;
     c->q = 1.0;
     c->evaluation_every = 1;
-    c->eval_batch_size = 1000;
+    c->eval_batch_size = 250;
     c->checkpoint_every = 1;
 }
 

@@ -27,16 +27,10 @@ static int make_model(const fed_config *cfg, const fed_dataset *d, fed_model **o
     o.in_h = d->h;
     o.in_w = d->w;
     o.num_classes = d->num_classes;
-    if (cfg->hidden[0]) {
-        const char *p = cfg->hidden;
-        while (*p && o.n_hidden < 8) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p || v <= 0) return fed_error(FED_EINVAL, "key 'hidden': '%s' is not a list of sizes like 200,200", cfg->hidden);
-            o.hidden[o.n_hidden++] = (int)v;
-            p = *end == ',' ? end + 1 : end;
-            if (*end && *end != ',') return fed_error(FED_EINVAL, "key 'hidden': '%s' is not a list of sizes like 200,200", cfg->hidden);
-        }
+    if (strcmp(cfg->model, "mlp") == 0) {
+        int rc = fed_config_hidden(cfg, o.hidden);
+        if (rc < 0) return rc;
+        o.n_hidden = rc;
     }
     if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
     return fed_model_create(out, cfg->model, &o);

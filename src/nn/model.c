@@ -86,10 +86,10 @@ static int workspace_reserve(fed_model *m, int n) {
         int cap = n;
         for (int s = 1; s < m->nslots; s++) {
             free(ws->act[s]); free(ws->grad[s]);
+            ws->grad[s] = NULL;   /* gradients come with the first backward (evaluation needs none) */
             size_t sz = (size_t)cap * shape_size(m->slot_shape[s]);
             ws->act[s] = malloc(sz * sizeof(float));
-            ws->grad[s] = malloc(sz * sizeof(float));
-            if (!ws->act[s] || !ws->grad[s]) goto oom;
+            if (!ws->act[s]) goto oom;
         }
         free(ws->grad[0]);
         ws->grad[0] = NULL;   /* the input's gradient is never needed */
@@ -139,6 +139,16 @@ oom:
     return fed_error(FED_ENOMEM, "model %s: cannot allocate the workspace for %d examples", m->name, n);
 }
 
+static int ensure_grads(fed_model *m) {
+    for (int s = 1; s < m->nslots; s++) {
+        if (m->ws.grad[s]) continue;
+        m->ws.grad[s] = malloc((size_t)m->ws.cap * shape_size(m->slot_shape[s]) * sizeof(float));
+        if (!m->ws.grad[s])
+            return fed_error(FED_ENOMEM, "model %s: cannot allocate gradients for %d examples", m->name, m->ws.cap);
+    }
+    return 0;
+}
+
 int fed_model_forward(fed_model *m, const float *x, int n, const float **logits) {
     if (!m || !x || n <= 0) return fed_error(FED_EINVAL, "fed_model_forward: need a model, input and n > 0 (n = %d)", n);
     int rc = workspace_reserve(m, n);
@@ -165,6 +175,8 @@ int fed_model_forward(fed_model *m, const float *x, int n, const float **logits)
 int fed_model_backward(fed_model *m, const float *dlogits) {
     if (!m || !dlogits || m->n <= 0) return fed_error(FED_ESTATE, "fed_model_backward: no forward pass to differentiate");
     int n = m->n;
+    int rc = ensure_grads(m);
+    if (rc) return rc;
     /* Every slot's gradient accumulates from the layers that read it (a residual
      * input has two readers), so all start at zero. */
     int last = m->layers[m->nlayers - 1].out;
@@ -194,6 +206,7 @@ int fed_model_loss_grad(fed_model *m, const float *x, const int32_t *y, int n, f
     if (rc) return rc;
     /* dlogits lives in the gradient slot of the output, written in place. */
     int last = m->layers[m->nlayers - 1].out;
+    if ((rc = ensure_grads(m))) return rc;
     float *dlogits = m->ws.grad[last];
     float l = 0;
     rc = fed_softmax_xent(logits, y, n, m->num_classes, &l, dlogits, correct);
