@@ -15,7 +15,7 @@ static const command commands[] = {
     {"runs", cmd_runs, "list, show and compare runs in the experiment store"},
     {"train", cmd_train, "train a model centrally (the baseline for federated runs)"},
     {"evaluate", cmd_evaluate, "evaluate saved weights: accuracy and confusion matrix"},
-    {"bench", cmd_bench, "benchmarks: bench train"},
+    {"bench", cmd_bench, "benchmarks: bench train, bench aggregate"},
     {NULL, NULL, NULL},
 };
 
