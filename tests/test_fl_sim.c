@@ -142,6 +142,34 @@ int main(void) {
     fed_run_result_free(&r1);
     fed_store_close(st);
 
+    /* capability profiles: with adapt_to_capability each client does
+     * ceil(capability * E * batches) steps, so their step counts differ */
+    base_config(&c);
+    snprintf(c.capability, sizeof c.capability, "lognormal");
+    c.capability_spread = 0.5;
+    c.adapt_to_capability = 1;
+    c.local_epochs = 2;
+    c.clients_per_round = 8;
+    c.num_rounds = 1;
+    snprintf(c.client_selection, sizeof c.client_selection, "capability");
+    snprintf(db, sizeof db, "%s/f.db", dir);
+    CHECK_OK(fed_store_open(&st, db));
+    o.store = st;
+    CHECK_OK(fed_run(&c, &o, &r1));
+    CHECK_OK(fed_store_get_clients(st, r1.run_id, 1, &cm, &ncm));
+    CHECK_EQ_INT(ncm, 8);
+    long lo = cm[0].steps, hi = cm[0].steps;
+    for (int i = 0; i < ncm; i++) {
+        long full = 2 * ((cm[i].num_examples + c.batch_size - 1) / c.batch_size);
+        CHECK(cm[i].steps >= 1 && cm[i].steps <= 4 * full);
+        if (cm[i].steps < lo) lo = cm[i].steps;
+        if (cm[i].steps > hi) hi = cm[i].steps;
+    }
+    CHECK(hi > lo);
+    free(cm);
+    fed_run_result_free(&r1);
+    fed_store_close(st);
+
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);

@@ -70,7 +70,7 @@ static const fed_config_key keys[] = {
     {"capability_spread", FED_CONFIG_DOUBLE, FIELD(capability_spread), 0, 10, NULL,
      "range (uniform) or sigma (lognormal) of the speed factors"},
     {"adapt_to_capability", FED_CONFIG_BOOL, FIELD(adapt_to_capability), NO_RANGE, NULL,
-     "scale local epochs, batch size and learning rate by each client's capability"},
+     "scale each client's local work by its capability"},
     /* model and local training */
     {"model", FED_CONFIG_STRING, FIELD(model), NO_RANGE, models, "model architecture"},
     {"hidden", FED_CONFIG_STRING, FIELD(hidden), NO_RANGE, NULL,
