@@ -50,6 +50,11 @@ echo "$err" | grep -q "num_rounds" || fail "error does not name the key: $err"
 err="$("$BIN" run small.yaml --db a.db --set clients_per_round=50 2>&1)"; [ $? -ne 0 ] || fail "clients_per_round > num_clients accepted"
 err="$("$BIN" run missing.yaml 2>&1)"; [ $? -ne 0 ] || fail "missing config accepted"
 
+# clients whose training diverges are reported and the run goes on without them
+out="$("$BIN" run small.yaml --db a.db --set learning_rate=1000 --set num_rounds=1 2>&1)" || fail "diverging clients stopped the run: $out"
+echo "$out" | grep -q "failed: client .*NaN or Inf" || fail "no message for the failed clients: $out"
+echo "$out" | grep -q "clients 0/4 (4 dropped)" || fail "failed clients not recorded: $out"
+
 # the store
 "$BIN" runs list --db a.db | grep -q "small" || fail "runs list lacks the run"
 "$BIN" runs show 1 --db a.db | grep -q "3" || fail "runs show failed"

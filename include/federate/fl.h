@@ -102,6 +102,7 @@ typedef struct fed_result {
     double loss_before, train_loss, train_accuracy;
     double update_norm;       /* L2 norm of delta before the pipeline */
     int64_t bytes_up, bytes_down;
+    char error[200];          /* why, when status is FED_RESULT_FAILED */
 } fed_result;
 
 /* Everything a client needs that is not in its task: its data, the run's

@@ -342,7 +342,13 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             c->local_accuracy = NAN;
             c->train_loss = NAN;
             m.bytes_down += r->bytes_down;
-            if (r->status != FED_RESULT_OK) { c->dropped = 1; continue; }
+            if (r->status != FED_RESULT_OK) {
+                /* a failed client is the client's problem: say so, go on without it */
+                if (r->status == FED_RESULT_FAILED)
+                    fprintf(stderr, "federate: round %d: client %d failed: %s\n", round, r->client, r->error);
+                c->dropped = 1;
+                continue;
+            }
             fed_stage_ctx sc = {cfg->seed, round, r->client, r->num_examples};
             if ((rc = fed_pipeline_server(&S.pipeline, &sc, r->delta, S.n))) goto done;
             c->steps = r->steps;

@@ -4,6 +4,7 @@
  * which worker ran which client, so any thread count gives the same model. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "federate/error.h"
@@ -86,7 +87,10 @@ static void fit_task(void *vctx, size_t i, int worker) {
         }
     }
     int rc = fed_client_fit(ip->env, ip->models[worker], task, ip->global, ip->global_buffers, ip->control, res);
-    if (rc) res->status = FED_RESULT_FAILED;
+    if (rc) {
+        res->status = FED_RESULT_FAILED;
+        snprintf(res->error, sizeof res->error, "%s", fed_last_error());
+    }
     ip->rcs[i] = rc;
     int done = atomic_fetch_add(&ip->done, 1) + 1;
     if (worker == 0 && ip->env->progress) ip->env->progress(ip->env->progress_ctx, task->round, done, ip->k);
