@@ -30,7 +30,7 @@ $(BUILD_ASAN)/CMakeCache.txt:
 
 test-asan: bootstrap $(BUILD_ASAN)/CMakeCache.txt
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
-	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 FEDERATE_TEST_SMALL=1 ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 FEDERATE_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
 
 bench: build
 	@bash scripts/bootstrap.sh torch

@@ -20,5 +20,6 @@
 #include "federate/store.h"
 #include "federate/strategy.h"
 #include "federate/fl.h"
+#include "federate/rdp.h"
 
 #endif
