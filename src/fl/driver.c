@@ -295,6 +295,11 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         tr = S.own_transport;
     }
 
+    /* Every global evaluation fills the confusion matrix, so the last one is the
+     * final model's and the test set is not read again after the loop. */
+    out->num_classes = fed_model_num_classes(S.model);
+    out->confusion = calloc((size_t)out->num_classes * out->num_classes, sizeof(int64_t));
+    if (!out->confusion) { rc = fed_error(FED_ENOMEM, "run: out of memory"); goto done; }
     int last_eval_round = 0;
     for (int round = start_round; round <= cfg->num_rounds; round++) {
         double t0 = now_s();
@@ -393,7 +398,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         m.local_accuracy = NAN;
         int eval_now = (cfg->evaluation_every > 0 && round % cfg->evaluation_every == 0) || round == cfg->num_rounds;
         if (eval_now) {
-            if ((rc = evaluate_global(&S, &m.test_loss, &m.test_accuracy, NULL))) goto done;
+            if ((rc = evaluate_global(&S, &m.test_loss, &m.test_accuracy, out->confusion))) goto done;
             last_eval_round = round;
             out->final_accuracy = m.test_accuracy;
             out->final_loss = m.test_loss;
@@ -435,12 +440,9 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             break;
         }
     }
-    (void)last_eval_round;
-    /* the final model's confusion matrix */
-    out->num_classes = fed_model_num_classes(S.model);
-    out->confusion = calloc((size_t)out->num_classes * out->num_classes, sizeof(int64_t));
-    if (!out->confusion) { rc = fed_error(FED_ENOMEM, "run: out of memory"); goto done; }
-    if ((rc = evaluate_global(&S, &out->final_loss, &out->final_accuracy, out->confusion))) goto done;
+    /* stopped early between evaluations, or resumed with nothing left to run */
+    if (last_eval_round == 0 || last_eval_round != out->rounds_done)
+        if ((rc = evaluate_global(&S, &out->final_loss, &out->final_accuracy, out->confusion))) goto done;
     if (store) {
         char *js = confusion_json(out->confusion, out->num_classes);
         if (js) { fed_store_run_set_text(store, run_id, "confusion", js); free(js); }

@@ -128,7 +128,8 @@ static int workspace_reserve(fed_model *m, int n) {
             ws->tmp[t] = malloc(m->tmp_chunk_floats * sizeof(float));
             if (!ws->col[t] || !ws->tmp[t]) goto oom;
         }
-        if (!ws->partial[t]) {
+        /* worker 0 accumulates straight into the model's gradient */
+        if (t > 0 && !ws->partial[t]) {
             ws->partial[t] = xcalloc(m->nparams, sizeof(float));
             if (!ws->partial[t]) goto oom;
         }
