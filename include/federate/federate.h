@@ -21,5 +21,6 @@
 #include "federate/strategy.h"
 #include "federate/fl.h"
 #include "federate/rdp.h"
+#include "federate/crypto.h"
 
 #endif
