@@ -9,7 +9,8 @@ static const char *const norms[] = {"batch", "group", NULL};
 
 static int bench_train(int argc, char **argv) {
     const char *model_name = "cnn", *hidden = NULL, *norm = "batch";
-    int batch = 10, threads = 1, steps = 300, profile = 0;
+    int batch = 10, threads = 1, steps = 300, profile = 0, dp = 0;
+    double clip = 1.0, noise_mult = 1.0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_name, "model from the zoo (default cnn)", NO_RANGE, NULL},
         {"hidden", ARG_STRING, &hidden, "mlp hidden sizes", NO_RANGE, NULL},
@@ -18,6 +19,10 @@ static int bench_train(int argc, char **argv) {
         {"threads", ARG_INT, &threads, "threads splitting each batch (default 1)", 1, 64, NULL},
         {"steps", ARG_INT, &steps, "timed steps (default 300)", 1, 1 << 30, NULL},
         {"profile", ARG_FLAG, &profile, "print time per layer", NO_RANGE, NULL},
+        {"dp", ARG_FLAG, &dp, "DP-SGD steps: per-example clipping and Gaussian noise", NO_RANGE, NULL},
+        {"clip", ARG_FLOAT, &clip, "DP-SGD per-example clip norm (default 1)", 1e-9, 1e9,
+         NULL},
+        {"noise-multiplier", ARG_FLOAT, &noise_mult, "DP-SGD noise multiplier (default 1)", 0, 1e6, NULL},
         ARG_END,
     };
     int rc = args_parse("bench train", "[FLAGS]", specs, argc, argv, 3, NULL, 0, NULL);
@@ -43,6 +48,8 @@ static int bench_train(int argc, char **argv) {
     fed_optim_cfg_default(&oc, FED_OPTIM_SGD);
     if ((rc = fed_optim_new(&opt, &oc, fed_model_num_params(m)))) { cli_fail("bench train", "optimizer", rc); goto out; }
     fed_model_set_training(m, 1);
+    fed_dp_noise noise;
+    fed_dp_noise_init(&noise, FED_DP_NOISE_SEEDED, 1, 0, 0);
     /* a step = forward, backward and an SGD update, as in a client's local training */
     int warm = steps / 10 + 5;
     double t0 = 0;
@@ -52,12 +59,24 @@ static int bench_train(int argc, char **argv) {
             t0 = cli_now();
         }
         float loss;
-        if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) { cli_fail("bench train", "step", rc); goto out; }
+        if (dp) {
+            /* DP-SGD's step: clipped per-example gradients, noise, mean over the batch */
+            if ((rc = fed_model_clipped_grad_sum(m, x, y, batch, (float)clip, &loss, NULL, NULL)) ||
+                (rc = fed_dp_gaussian(&noise, fed_model_grads(m), fed_model_num_params(m), noise_mult * clip))) {
+                cli_fail("bench train", "DP-SGD step", rc);
+                goto out;
+            }
+            fed_vec_scale(fed_model_grads(m), 1.0f / (float)batch, fed_model_num_params(m));
+        } else if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) {
+            cli_fail("bench train", "step", rc);
+            goto out;
+        }
         fed_optim_step_pool(opt, fed_model_params(m), fed_model_grads(m), 0.01f, fed_model_pool(m));
     }
     double dt = cli_now() - t0;
     double sps = (double)steps * batch / dt;
     printf("model: %s\nbatch_size: %d\nthreads: %d\nsteps: %d\n", model_name, batch, threads, steps);
+    if (dp) printf("dp_sgd: clip %g, noise_multiplier %g\n", clip, noise_mult);
     printf("samples_per_s: %.0f\n", sps);
     printf("gflops: %.1f\n", sps * fed_model_train_flops(m) / 1e9);
     if (profile) fed_model_profile_print(m, stdout, steps);

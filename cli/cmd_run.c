@@ -51,6 +51,8 @@ static void on_round(void *vctx, const fed_config *cfg, const fed_round_report *
         json_object_set_new(o, "bytes_up", json_integer(m->bytes_up));
         json_object_set_new(o, "bytes_down", json_integer(m->bytes_down));
         json_object_set_new(o, "wall_s", json_real(m->wall_s));
+        if (!isnan(m->epsilon)) json_object_set_new(o, "epsilon", json_real(m->epsilon));
+        if (!isnan(m->clip)) json_object_set_new(o, "clip", json_real(m->clip));
         char *s = json_dumps(o, JSON_COMPACT);
         if (s) { printf("%s\n", s); free(s); }
         json_decref(o);
@@ -60,9 +62,12 @@ static void on_round(void *vctx, const fed_config *cfg, const fed_round_report *
         if (!isnan(m->test_loss)) snprintf(loss, sizeof loss, "%.4f", m->test_loss);
         fmt_bytes(up, sizeof up, m->bytes_up);
         fmt_bytes(down, sizeof down, m->bytes_down);
-        printf("round %3d/%d  test_acc %7s  test_loss %7s  train_loss %.4f±%.4f  clients %d/%d (%d dropped)  up %s  down %s  %.1fs\n",
+        char dp[64] = "";
+        if (!isnan(m->epsilon)) snprintf(dp, sizeof dp, "  eps %.3f", m->epsilon);
+        if (!isnan(m->clip)) snprintf(dp + strlen(dp), sizeof dp - strlen(dp), " clip %.3g", m->clip);
+        printf("round %3d/%d  test_acc %7s  test_loss %7s  train_loss %.4f±%.4f  clients %d/%d (%d dropped)  up %s  down %s  %.1fs%s\n",
                m->round, cfg->num_rounds, acc, loss, m->train_loss_mean, m->train_loss_std, m->finished, m->selected,
-               m->dropped, up, down, m->wall_s);
+               m->dropped, up, down, m->wall_s, dp);
     }
     fflush(stdout);
     cli_progress_init(&c->bar, "run");
@@ -145,6 +150,11 @@ int cmd_run(int argc, char **argv) {
     printf("final_accuracy: %.2f\n", 100 * res.final_accuracy);
     printf("bytes_up: %lld\n", (long long)res.bytes_up);
     printf("bytes_down: %lld\n", (long long)res.bytes_down);
+    if (strcmp(cfg.dp_mode, "none") != 0 || res.epsilon > 0) {
+        /* the guarantee as the accountant computed it, never a formula */
+        printf("epsilon: %.4f\n", res.epsilon);
+        printf("delta: %g\n", cfg.dp_delta);
+    }
     fed_run_result_free(&res);
     return res.stopped ? 130 : 0;
 }

@@ -28,5 +28,6 @@ int cmd_runs(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_privacy(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"runs", cmd_runs, "list, show and compare runs in the experiment store"},
     {"train", cmd_train, "train a model centrally (the baseline for federated runs)"},
     {"evaluate", cmd_evaluate, "evaluate saved weights: accuracy and confusion matrix"},
+    {"privacy", cmd_privacy, "epsilon of DP-SGD / DP-FedAvg settings, or the noise for a target epsilon"},
     {"bench", cmd_bench, "benchmarks: bench train, bench aggregate"},
     {NULL, NULL, NULL},
 };

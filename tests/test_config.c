@@ -602,7 +602,31 @@ static void test_garbage(void) {
     free(buf);
 }
 
+/* `privacy: {mode: ...}` is the same as the dotted keys, one level deep. */
+static void test_sections(void) {
+    fed_config c;
+    fed_config_default(&c);
+    CHECK_OK(load_str(&c, "num_rounds: 3\nprivacy:\n  mode: dp-fedavg\n  noise_multiplier: 0.7\nseed: 4\n"));
+    CHECK(strcmp(c.dp_mode, "dp-fedavg") == 0);
+    CHECK_NEAR(c.dp_noise_multiplier, 0.7, 0);
+    CHECK_EQ_INT(c.seed, 4);
+    CHECK_EQ_INT(c.num_rounds, 3);
+    fed_config d;
+    fed_config_default(&d);
+    CHECK_OK(load_str(&d, "privacy.mode: dp-sgd\nprivacy: {delta: 1e-6}\n"));
+    CHECK(strcmp(d.dp_mode, "dp-sgd") == 0);
+    CHECK_NEAR(d.dp_delta, 1e-6, 0);
+    CHECK_OK(fed_config_set(&d, "privacy.target_epsilon", "2"));
+    CHECK_NEAR(d.dp_target_epsilon, 2, 0);
+    expect_load("privacy: 3\n", FED_EINVAL, "'privacy' is a section", "line 1", NULL);
+    expect_load("privacy:\n  modee: local\n", FED_EINVAL, "privacy.modee", "did you mean 'privacy.mode'", NULL);
+    expect_load("privacy:\n  mode: loud\n", FED_EINVAL, "privacy.mode", "loud", NULL);
+    expect_load("privacy:\n  inner:\n    mode: none\n", FED_EINVAL, NULL, NULL, NULL);
+    expect_load("privacy:\n  mode: none\n  mode: local\n", FED_EINVAL, "appears twice", NULL, NULL);
+}
+
 int main(void) {
+    test_sections();
     test_defaults();
     test_key_table();
     test_examples();

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "check.h"
+#include <sqlite3.h>
 #include "federate/error.h"
 #include "federate/store.h"
 
@@ -28,6 +29,9 @@ static fed_round_metrics round_of(int r) {
     m.bytes_up = (int64_t)r << 33;  /* beyond 32 bits */
     m.bytes_down = 1000 + r;
     m.wall_s = 0.25 * r;
+    m.epsilon = 0.125 * r;
+    m.clip = NAN;
+    m.sim_time_s = 3.5 * r;
     return m;
 }
 
@@ -44,6 +48,9 @@ static void check_round(const fed_round_metrics *a, int r) {
     CHECK(a->train_loss_mean == e.train_loss_mean);
     CHECK(a->train_loss_std == e.train_loss_std);
     CHECK(isnan(a->local_accuracy));
+    CHECK(a->epsilon == e.epsilon);
+    CHECK(isnan(a->clip));
+    CHECK(a->sim_time_s == e.sim_time_s);
     CHECK_EQ_INT(a->selected, 10);
     CHECK_EQ_INT(a->finished, 9);
     CHECK_EQ_INT(a->dropped, 1);
@@ -144,12 +151,62 @@ static void check_everything(fed_store *s, int64_t a, int64_t b) {
     check_checkpoint(s, b, 1, 1, 9, 3, 8);
 }
 
+/* A store written by schema version 1 (before per-round epsilon, clip and
+ * simulated time) opens read-only as it is and is upgraded in place when
+ * opened for writing, keeping its rounds. */
+static void test_upgrade_v1(void) {
+    char path[160];
+    snprintf(path, sizeof path, "%s/v1.db", dir);
+    sqlite3 *db1;
+    CHECK(sqlite3_open(path, &db1) == SQLITE_OK);
+    CHECK(sqlite3_exec(db1,
+                       "CREATE TABLE runs(id INTEGER PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
+                       " started TEXT NOT NULL, ended TEXT, config_yaml TEXT);"
+                       "CREATE TABLE run_attrs(run_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT,"
+                       " PRIMARY KEY(run_id, key));"
+                       "CREATE TABLE rounds(run_id INTEGER NOT NULL, round INTEGER NOT NULL,"
+                       " test_accuracy REAL, test_loss REAL, train_loss_mean REAL, train_loss_std REAL,"
+                       " local_accuracy REAL, selected INTEGER, finished INTEGER, dropped INTEGER,"
+                       " bytes_up INTEGER, bytes_down INTEGER, wall_s REAL, PRIMARY KEY(run_id, round));"
+                       "CREATE TABLE clients(run_id INTEGER NOT NULL, round INTEGER NOT NULL, client INTEGER NOT NULL,"
+                       " dropped INTEGER, num_examples INTEGER, steps INTEGER, train_loss REAL,"
+                       " local_accuracy REAL, bytes_up INTEGER, PRIMARY KEY(run_id, round, client));"
+                       "CREATE TABLE checkpoints(run_id INTEGER PRIMARY KEY, round INTEGER NOT NULL, model BLOB,"
+                       " state BLOB);"
+                       "INSERT INTO runs VALUES(1, 'old', 'finished', '2026-01-01', NULL, 'seed: 1');"
+                       "INSERT INTO rounds VALUES(1, 1, 0.9, 0.3, 0.5, 0.1, NULL, 10, 10, 0, 100, 200, 1.5);"
+                       "PRAGMA user_version = 1;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db1);
+    fed_store *ro;
+    CHECK_OK(fed_store_open_readonly(&ro, path));
+    fed_round_metrics *r;
+    int n;
+    CHECK_OK(fed_store_get_rounds(ro, 1, &r, &n));
+    CHECK_EQ_INT(n, 1);
+    CHECK(r[0].test_accuracy == 0.9 && isnan(r[0].epsilon) && isnan(r[0].sim_time_s));
+    free(r);
+    fed_store_close(ro);
+    fed_store *rw;
+    CHECK_OK(fed_store_open(&rw, path));
+    fed_round_metrics m = round_of(2);
+    CHECK_OK(fed_store_add_round(rw, 1, &m));
+    CHECK_OK(fed_store_get_rounds(rw, 1, &r, &n));
+    CHECK_EQ_INT(n, 2);
+    CHECK(r[0].test_accuracy == 0.9 && isnan(r[0].epsilon));
+    check_round(&r[1], 2);
+    free(r);
+    fed_store_close(rw);
+    unlink(path);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/federate-store-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
     snprintf(db, sizeof db, "%s/runs.db", dir);
 
     fed_store_close(NULL);
+    test_upgrade_v1();
 
     fed_store *s;
     CHECK_OK(fed_store_open(&s, db));

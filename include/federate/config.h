@@ -55,6 +55,18 @@ typedef struct fed_config {
     double lipschitz;           /* lipschitz: q-FedAvg L (0 = 1/learning_rate) */
     /* update pipeline */
     double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
+    /* differential privacy (the privacy: section) */
+    char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local */
+    double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */
+    double dp_clip;             /* privacy.clip_norm: C (0 = 1.0 for dp-sgd, 0.1 for dp-fedavg/local) */
+    int dp_adaptive;            /* privacy.adaptive_clipping (false) */
+    double dp_target_quantile;  /* privacy.target_quantile: gamma (0.5) */
+    double dp_clip_lr;          /* privacy.clip_learning_rate: eta (0.2) */
+    double dp_count_stddev;     /* privacy.clipped_count_stddev: sigma_b (0 = m/20) */
+    double dp_target_epsilon;   /* privacy.target_epsilon: budget (0 = none) */
+    double dp_delta;            /* privacy.delta (1e-5) */
+    char dp_noise_source[8];    /* privacy.noise_source: seeded | secure */
+    char dp_conversion[10];     /* privacy.conversion: improved | classic */
     /* evaluation and output */
     int evaluation_every;       /* evaluation_every: rounds between global evaluations (1) */
     int eval_batch_size;        /* eval_batch_size (250) */

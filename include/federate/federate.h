@@ -22,5 +22,6 @@
 #include "federate/fl.h"
 #include "federate/rdp.h"
 #include "federate/crypto.h"
+#include "federate/dp.h"
 
 #endif

@@ -27,6 +27,12 @@ typedef struct fed_federation {
 /* Loads the data set (or the per-client folders of cfg->data_dir), partitions
  * it and draws capability profiles, all from cfg->seed. */
 int fed_federation_build(const fed_config *cfg, fed_federation *fed);
+/* A coordinator's federation: the test set only, no training examples (train
+ * holds the image shape and class count, n = 0), and per client only the sizes
+ * (and train label histogram, num_classes entries per client, may be NULL) that
+ * the clients reported; capabilities drawn as fed_federation_build does. */
+int fed_federation_build_sizes(const fed_config *cfg, int num_clients, const size_t *train_n, const size_t *test_n,
+                               const int32_t *label_counts, fed_federation *fed);
 void fed_federation_free(fed_federation *fed);
 
 /* ---- per-client persistent state (SCAFFOLD's c_i) ---------------------- */
@@ -50,6 +56,7 @@ typedef struct fed_stage_ctx {
     int round;
     int client;        /* -1 on the server */
     long num_examples;
+    const struct fed_client_ins *ins;  /* the client's instructions (NULL on the server) */
 } fed_stage_ctx;
 
 /* One stage of the update pipeline. Client side: in place on a client's update
@@ -76,6 +83,51 @@ void fed_pipeline_free(fed_pipeline *p);
 /* Runs every client stage in order; *wire_bytes = encoded size. */
 int fed_pipeline_client(fed_pipeline *p, const fed_stage_ctx *ctx, float *update, size_t n, int64_t *wire_bytes);
 int fed_pipeline_server(fed_pipeline *p, const fed_stage_ctx *ctx, float *update, size_t n);
+
+/* ---- differential privacy over rounds ----------------------------------- */
+
+/* The privacy side of a run (src/fl/privacy.c): what clients are told to do
+ * (DP-SGD, update clipping, local noise), user-level DP-FedAvg's Poisson client
+ * sampling and noised aggregate with fixed or adaptive clipping, and the
+ * accountant that turns what ran into (epsilon, delta). */
+typedef struct fed_privacy fed_privacy;
+struct fed_result;
+struct fed_task;
+
+/* Append-only. */
+enum fed_privacy_mode { FED_PRIVACY_NONE = 0, FED_PRIVACY_DPSGD = 1, FED_PRIVACY_DPFEDAVG = 2, FED_PRIVACY_LOCAL = 3 };
+
+/* From cfg's privacy.* keys; refuses combinations that cannot be accounted
+ * (e.g. DP-FedAvg with a strategy that weights clients unequally). */
+int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federation *fed);
+void fed_privacy_free(fed_privacy *p);
+int fed_privacy_mode(const fed_privacy *p);
+/* Human-readable mechanism, for the store and reports. */
+const char *fed_privacy_describe(const fed_privacy *p);
+/* Sets the DP fields of one client's instructions for the coming round. */
+void fed_privacy_configure(const fed_privacy *p, fed_client_ins *ins);
+/* DP-FedAvg: each client in independently with probability m / N (the
+ * accountant's assumption). Writes ascending ids to out (room for N), *k their count. */
+int fed_privacy_select(const fed_privacy *p, uint64_t seed, int round, int *out, int *k);
+/* DP-FedAvg: the noised mean of the finished clients' clipped updates,
+ * (sum + N(0, (z C)^2)) / m with m the expected clients per round, into out;
+ * then adaptive clipping's update of C from the noised count of unclipped
+ * updates. res[i].update_norm is each update's norm before clipping. */
+int fed_privacy_aggregate(fed_privacy *p, uint64_t seed, int round, const struct fed_result *res, int k,
+                          float *out, size_t n);
+/* The clip used this round (NAN without update clipping). */
+double fed_privacy_clip(const fed_privacy *p);
+/* Epsilon if the given tasks run as planned, without recording anything. */
+int fed_privacy_epsilon_after(const fed_privacy *p, const struct fed_task *tasks, int k, double *eps);
+/* Records a finished round: the steps each finished client ran. */
+int fed_privacy_account(fed_privacy *p, const struct fed_result *res, int k);
+/* Epsilon spent so far at the configured delta (0 before any round). */
+int fed_privacy_epsilon(const fed_privacy *p, double *eps);
+/* Checkpoint: the state a resumed run needs (per-client steps, rounds, clip),
+ * as 64-bit words; get fills up to *len words, set restores them. */
+int fed_privacy_state_size(const fed_privacy *p, size_t *len);
+int fed_privacy_state_get(const fed_privacy *p, int64_t *words, size_t len);
+int fed_privacy_state_set(fed_privacy *p, const int64_t *words, size_t len);
 
 /* ---- a client's work ---------------------------------------------------- */
 
@@ -181,6 +233,10 @@ typedef struct fed_run_opts {
     void (*on_client)(void *ctx, int round, int done, int total);
     void *ctx;
     volatile int *stop;        /* set to non-zero to stop after the current round */
+    /* builds the federation instead of fed_federation_build (a networked
+     * coordinator: see fed_federation_build_sizes); may be NULL */
+    int (*build_federation)(void *ctx, const fed_config *cfg, fed_federation *fed);
+    void *federation_ctx;
 } fed_run_opts;
 
 typedef struct fed_run_result {
@@ -192,6 +248,8 @@ typedef struct fed_run_result {
     int64_t *confusion;        /* num_classes^2, malloc'd; freed by fed_run_result_free */
     int num_classes;
     int stopped;               /* 1 if stopped early by *stop */
+    double epsilon;            /* privacy spent (at privacy.delta); 0 without DP */
+    int budget_exhausted;      /* 1 if stopped before a round that would exceed privacy.target_epsilon */
 } fed_run_result;
 
 int fed_run(const fed_config *cfg, const fed_run_opts *opts, fed_run_result *out);

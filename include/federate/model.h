@@ -83,6 +83,18 @@ int fed_model_forward(fed_model *m, const float *x, int n, const float **logits)
 int fed_model_backward(fed_model *m, const float *dlogits);
 /* forward + mean softmax cross-entropy + backward. loss and correct may be NULL. */
 int fed_model_loss_grad(fed_model *m, const float *x, const int32_t *y, int n, float *loss, int *correct);
+/* DP-SGD's gradient (Abadi et al. 2016, Alg. 1 lines 5-6 without the noise):
+ * forward on n examples, then the sum over examples of each example's loss
+ * gradient scaled to L2 norm at most clip (by min(1, clip / (norm + 1e-6)), as
+ * Opacus), written to the gradient buffer. The per-example gradients are never
+ * materialized: one backward pass gives every layer's input activations and
+ * output gradients, per-example norms come from those, and a second,
+ * parameter-only pass with each example's output gradients scaled by its
+ * factor gives the clipped sum. loss is the mean loss; norms (n floats, may be
+ * NULL) receives the unclipped per-example norms. FED_EUNSUPPORTED for models
+ * with normalization layers, whose per-example gradients are not separable. */
+int fed_model_clipped_grad_sum(fed_model *m, const float *x, const int32_t *y, int n, float clip, float *loss,
+                               int *correct, float *norms);
 /* Evaluation in eval mode over a whole data set in batches: mean loss and
  * accuracy; confusion (num_classes^2, row = true label) may be NULL. */
 struct fed_dataset;

@@ -18,6 +18,9 @@ typedef struct fed_round_metrics {
     int selected, finished, dropped;
     int64_t bytes_up, bytes_down;
     double wall_s;              /* wall time of the round */
+    double epsilon;             /* privacy spent so far (the run's epsilon at its delta); NAN without DP */
+    double clip;                /* DP clip norm used this round; NAN without DP */
+    double sim_time_s;          /* simulated time of the round (virtual clock); NAN when not simulated */
 } fed_round_metrics;
 
 typedef struct fed_client_metrics {

@@ -17,6 +17,12 @@ typedef struct fed_client_ins {
     float prox_mu;         /* FedProx: gradient += mu * (w - w_global); 0 = off */
     int scaffold;          /* SCAFFOLD: gradient += c - c_i and report delta_c */
     int want_loss_before;  /* q-FedAvg: report the global model's loss on the local data */
+    /* differential privacy, set by the run's privacy settings (0 = off) */
+    float dpsgd_clip;      /* DP-SGD: per-example clip norm */
+    float dpsgd_noise;     /* DP-SGD: noise multiplier */
+    float update_clip;     /* DP-FedAvg / local DP: clip the update to this L2 norm */
+    float local_noise;     /* local DP: stddev of the Gaussian noise the client adds */
+    int secure_noise;      /* noise from the CSPRNG instead of the seeded stream */
 } fed_client_ins;
 
 /* What one client sends back (aggregate_fit's input). */

@@ -29,6 +29,14 @@ typedef struct fed_train_opts {
     uint64_t seed, round, client;
     fed_grad_hook hook;
     void *hook_ctx;
+    /* DP-SGD (Abadi et al. 2016) when dp_clip > 0: each step draws a Poisson
+     * sample (every example in with probability q = batch_size / n), clips
+     * each example's gradient to dp_clip, adds N(0, (dp_noise_multiplier *
+     * dp_clip)^2) to the sum and divides by the expected batch size q n.
+     * An epoch is ceil(n / batch_size) steps; drop_last is ignored. */
+    float dp_clip;
+    float dp_noise_multiplier;
+    int dp_secure_noise;          /* noise from the CSPRNG, not the seeded stream */
     fed_progress_fn progress;
     void *progress_ctx;
 } fed_train_opts;

@@ -61,6 +61,44 @@ uint32_t fed_rng_u32(fed_rng *r) {
     return r->buf[r->pos++];
 }
 
+/* Eight consecutive counters at once: independent multiply chains the
+ * compiler turns into vector multiplies, the same words as eight calls of
+ * philox10 on ctr, ctr+1, ..., ctr+7. */
+static void philox10_x8(const uint32_t ctr[4], const uint32_t key[2], uint32_t *restrict out) {
+    uint32_t c0[8], c1[8], c2[8], c3[8];
+    uint64_t base = ((uint64_t)ctr[1] << 32) | ctr[0];
+    for (int j = 0; j < 8; j++) {
+        uint64_t v = base + (uint64_t)j;
+        c0[j] = (uint32_t)v, c1[j] = (uint32_t)(v >> 32), c2[j] = ctr[2], c3[j] = ctr[3];
+    }
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int i = 0; i < 10; i++) {
+        for (int j = 0; j < 8; j++) {
+            uint64_t p0 = (uint64_t)PHILOX_M0 * c0[j];
+            uint64_t p1 = (uint64_t)PHILOX_M1 * c2[j];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0;
+            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+            c0[j] = n0, c1[j] = (uint32_t)p1, c2[j] = n2, c3[j] = (uint32_t)p0;
+        }
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    for (int j = 0; j < 8; j++) {
+        out[4 * j] = c0[j], out[4 * j + 1] = c1[j], out[4 * j + 2] = c2[j], out[4 * j + 3] = c3[j];
+    }
+}
+
+void fed_rng_fill_u32(fed_rng *r, uint32_t *out, size_t n) {
+    size_t i = 0;
+    while (i < n && r->pos < 4) out[i++] = r->buf[r->pos++];
+    for (; i + 32 <= n; i += 32) {
+        philox10_x8(r->ctr, r->key, out + i);
+        uint64_t v = (((uint64_t)r->ctr[1] << 32) | r->ctr[0]) + 8;
+        r->ctr[0] = (uint32_t)v, r->ctr[1] = (uint32_t)(v >> 32);
+    }
+    for (; i < n; i++) out[i] = fed_rng_u32(r);
+}
+
 uint64_t fed_rng_u64(fed_rng *r) {
     uint64_t hi = fed_rng_u32(r);
     return (hi << 32) | fed_rng_u32(r);
@@ -137,8 +175,30 @@ void fed_rng_shuffle(fed_rng *r, uint32_t *idx, size_t n) {
     }
 }
 
+/* Box-Muller in single precision on 24-bit uniforms, a pair per two words:
+ * about 5x faster than the double-precision fed_rng_normal, which matters for
+ * DP noise on every coordinate of a model every step. u1 in (0, 1] keeps the
+ * logarithm finite; the largest |value| is sqrt(2 ln 2^24) = 5.77. */
 void fed_rng_fill_normal(fed_rng *r, float *x, size_t n, float mean, float std) {
-    for (size_t i = 0; i < n; i++) x[i] = mean + std * fed_rng_normal(r);
+    size_t i = 0;
+    if (r->has_spare && n) {
+        r->has_spare = 0;
+        x[i++] = mean + std * r->spare;
+    }
+    uint32_t w[256];
+    while (i + 1 < n) {
+        size_t pairs = (n - i) / 2 < 128 ? (n - i) / 2 : 128;
+        fed_rng_fill_u32(r, w, 2 * pairs);
+        for (size_t p = 0; p < pairs; p++, i += 2) {
+            float u1 = (float)((w[2 * p] >> 8) + 1) * 0x1.0p-24f;
+            float u2 = (float)(w[2 * p + 1] >> 8) * 0x1.0p-24f;
+            float rad = sqrtf(-2.0f * logf(u1)), sn, cs;
+            sincosf(6.28318530718f * u2, &sn, &cs);
+            x[i] = mean + std * rad * cs;
+            x[i + 1] = mean + std * rad * sn;
+        }
+    }
+    if (i < n) x[i] = mean + std * fed_rng_normal(r);
 }
 
 void fed_rng_fill_uniform(fed_rng *r, float *x, size_t n, float lo, float hi) {

@@ -93,6 +93,9 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     to.seed = cfg->seed;
     to.round = (uint64_t)task->round;
     to.client = (uint64_t)k;
+    to.dp_clip = ins->dpsgd_clip;
+    to.dp_noise_multiplier = ins->dpsgd_noise;
+    to.dp_secure_noise = ins->secure_noise;
     if (ins->prox_mu > 0 || c_minus_ci) {
         to.hook = correct_gradient;
         to.hook_ctx = &h;
@@ -122,7 +125,7 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
         for (size_t i = 0; i < n; i++) ci[i] = cnew[i] - ci[i];
     }
     {
-        fed_stage_ctx sc = {cfg->seed, task->round, k, res->num_examples};
+        fed_stage_ctx sc = {cfg->seed, task->round, k, res->num_examples, ins};
         int64_t bytes = (int64_t)(n * sizeof(float));
         if (env->pipeline && (rc = fed_pipeline_client(env->pipeline, &sc, res->delta, n, &bytes))) goto out;
         res->bytes_up = bytes + (int64_t)(nb * sizeof(float)) + (ins->scaffold ? (int64_t)(n * sizeof(float)) : 0);

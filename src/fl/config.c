@@ -26,6 +26,9 @@ static const char *const capabilities[] = {"none", "uniform", "lognormal", NULL}
 static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
+static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", NULL};
+static const char *const noise_sources[] = {"seeded", "secure", NULL};
+static const char *const conversions[] = {"improved", "classic", NULL};
 static const char *const strategies[] = {"fedavg", "fedavgm", "fedprox", "scaffold", "qfedavg",
                                          "fedadam", "fedyogi", "fedadagrad", "fednova", NULL};
 
@@ -107,6 +110,31 @@ static const fed_config_key keys[] = {
     /* update pipeline */
     {"clip_norm", FED_CONFIG_DOUBLE, FIELD(clip_norm), 0, 1e9, NULL,
      "clip each client update to this L2 norm (0 = off)"},
+    /* differential privacy */
+    {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
+     "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
+     "Gaussian noise on the server's sum, Poisson client sampling); local (each client noises its own update)"},
+    {"privacy.noise_multiplier", FED_CONFIG_DOUBLE, FIELD(dp_noise_multiplier), 0, 1e6, NULL,
+     "noise standard deviation over the clip norm (z)"},
+    {"privacy.clip_norm", FED_CONFIG_DOUBLE, FIELD(dp_clip), 0, 1e9, NULL,
+     "L2 clip: per example for dp-sgd (0 = 1.0), per client update for dp-fedavg and local "
+     "(0 = 0.1; the initial clip when adaptive)"},
+    {"privacy.adaptive_clipping", FED_CONFIG_BOOL, FIELD(dp_adaptive), NO_RANGE, NULL,
+     "dp-fedavg: adapt the clip to a quantile of update norms (Andrew et al. 2021)"},
+    {"privacy.target_quantile", FED_CONFIG_DOUBLE, FIELD(dp_target_quantile), 0, 1, NULL,
+     "adaptive clipping: the fraction of updates left unclipped (gamma)"},
+    {"privacy.clip_learning_rate", FED_CONFIG_DOUBLE, FIELD(dp_clip_lr), 0, 100, NULL,
+     "adaptive clipping: geometric step size of the clip (eta)"},
+    {"privacy.clipped_count_stddev", FED_CONFIG_DOUBLE, FIELD(dp_count_stddev), 0, 1e9, NULL,
+     "adaptive clipping: noise on the count of unclipped updates (sigma_b; 0 = clients per round / 20)"},
+    {"privacy.target_epsilon", FED_CONFIG_DOUBLE, FIELD(dp_target_epsilon), 0, 1e9, NULL,
+     "privacy budget: stop before a round that would exceed this epsilon (0 = no budget)"},
+    {"privacy.delta", FED_CONFIG_DOUBLE, FIELD(dp_delta), 0, 1, NULL,
+     "delta of the reported (epsilon, delta) guarantee"},
+    {"privacy.noise_source", FED_CONFIG_STRING, FIELD(dp_noise_source), NO_RANGE, noise_sources,
+     "seeded (reproducible simulation) or secure (libsodium CSPRNG, for deployments)"},
+    {"privacy.conversion", FED_CONFIG_STRING, FIELD(dp_conversion), NO_RANGE, conversions,
+     "RDP to (epsilon, delta): improved (Canonne et al. 2020) or classic (Mironov 2017)"},
     /* evaluation and output */
     {"evaluation_every", FED_CONFIG_INT, FIELD(evaluation_every), 1, BIG, NULL,
      "rounds between evaluations of the global model"},
@@ -168,6 +196,13 @@ void fed_config_default(fed_config *c) {
     c->evaluation_every = 1;
     c->eval_batch_size = 250;
     c->checkpoint_every = 1;
+    snprintf(c->dp_mode, sizeof c->dp_mode, "none");
+    c->dp_noise_multiplier = 1.0;
+    c->dp_target_quantile = 0.5;
+    c->dp_clip_lr = 0.2;
+    c->dp_delta = 1e-5;
+    snprintf(c->dp_noise_source, sizeof c->dp_noise_source, "seeded");
+    snprintf(c->dp_conversion, sizeof c->dp_conversion, "improved");
 }
 
 /* ---- message helpers ---------------------------------------------------- */
@@ -251,6 +286,14 @@ static const char *closest(const char *word, const char *const *cands, size_t nc
         if (dd < bestd && (size_t)dd <= allow) bestd = dd, best = cand;
     }
     return best;
+}
+
+/* Whether some key is named "name.something": name is then a section. */
+static int is_section(const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strncmp(keys[i].name, name, n) == 0 && keys[i].name[n] == '.') return 1;
+    return 0;
 }
 
 static int unknown_key(const char *src, const char *key, size_t len, int line) {
@@ -509,6 +552,8 @@ static int parse(fed_config *c, yaml_parser_t *p, const char *src) {
     int rc = 0, stage = 0;
     int seen[NKEYS] = {0}; /* line where each key was set; 0 = not yet */
     const fed_config_key *pending = NULL; /* key whose value comes next */
+    char section[64] = "";  /* inside `section: {...}` (one level deep) */
+    int in_section = 0, want_section = 0;
     int pending_line = 0;
     char pre[600] = "";
     if (src) snprintf(pre, sizeof pre, "%s: ", src);
@@ -540,16 +585,38 @@ static int parse(fed_config *c, yaml_parser_t *p, const char *src) {
                                pre, line, event_word(t));
                 break;
             }
+        } else if (stage == 2 && want_section) {
+            /* a section's keys (privacy: {mode: ...}) are the dotted keys privacy.mode, ... */
+            if (t != YAML_MAPPING_START_EVENT) {
+                rc = fed_error(FED_EINVAL, "%sline %d: '%s' is a section: expected a mapping of its keys "
+                               "(%s.KEY: value), found %s", pre, line, section, section, event_word(t));
+                break;
+            }
+            want_section = 0;
+            in_section = 1;
         } else if (stage == 2 && !pending) {
             if (t == YAML_MAPPING_END_EVENT) {
-                stage = 3;
+                if (in_section) in_section = 0;
+                else stage = 3;
             } else if (t != YAML_SCALAR_EVENT) {
                 rc = fed_error(FED_EINVAL, "%sline %d: a key must be a name, found %s", pre, line, event_word(t));
                 break;
             } else {
+                char full[160];
                 const char *name = (const char *)ev.data.scalar.value;
                 size_t len = ev.data.scalar.length;
+                if (in_section && strlen(name) == len && len < 100) {
+                    snprintf(full, sizeof full, "%s.%s", section, name);
+                    name = full;
+                    len = strlen(full);
+                }
                 const fed_config_key *k = strlen(name) == len ? fed_config_find_key(name) : NULL;
+                if (!k && !in_section && strlen(name) == len && is_section(name)) {
+                    snprintf(section, sizeof section, "%s", name);
+                    want_section = 1;
+                    yaml_event_delete(&ev);
+                    continue;
+                }
                 if (!k) {
                     rc = unknown_key(src, name, len, line);
                     break;

@@ -38,8 +38,8 @@ static int make_model(const fed_config *cfg, const fed_dataset *d, fed_model **o
 
 /* Server state for a checkpoint: the strategy's vectors and the selector's
  * memory, as named tensors in a safetensors buffer. */
-static int save_state(fed_strategy *s, const fed_selector *sel, void **buf, size_t *len) {
-    fed_st_tensor t[18];
+static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privacy *priv, void **buf, size_t *len) {
+    fed_st_tensor t[19];
     float *vecs[16];
     size_t lens[16];
     int nv = s->save_state ? s->save_state(s, vecs, lens, 16) : 0;
@@ -64,12 +64,29 @@ static int save_state(fed_strategy *s, const fed_selector *sel, void **buf, size
     t[n].numel = (size_t)sel->num_clients;
     t[n].data = last;
     n++;
+    size_t pw = 0;
+    fed_privacy_state_size(priv, &pw);
+    int64_t *words = NULL;
+    if (pw) {
+        words = malloc(pw * sizeof(int64_t));
+        if (!words) { free(last); return fed_error(FED_ENOMEM, "checkpoint: out of memory"); }
+        fed_privacy_state_get(priv, words, pw);
+        memset(&t[n], 0, sizeof t[n]);
+        snprintf(t[n].name, sizeof t[n].name, "privacy.state");
+        t[n].dtype = FED_DTYPE_I64;
+        t[n].ndim = 1;
+        t[n].shape[0] = (int64_t)pw;
+        t[n].numel = pw;
+        t[n].data = words;
+        n++;
+    }
     int rc = fed_st_serialize(t, n, NULL, 0, buf, len);
     free(last);
+    free(words);
     return rc;
 }
 
-static int load_state(fed_strategy *s, fed_selector *sel, const void *buf, size_t len) {
+static int load_state(fed_strategy *s, fed_selector *sel, fed_privacy *priv, const void *buf, size_t len) {
     fed_st_file *f;
     int rc = fed_st_parse(buf, len, &f);
     if (rc) return rc;
@@ -90,6 +107,13 @@ static int load_state(fed_strategy *s, fed_selector *sel, const void *buf, size_
         rc = fed_error(FED_EFORMAT, "checkpoint lacks the client selector's state");
     if (!rc)
         for (int i = 0; i < sel->num_clients; i++) sel->last_selected[i] = (int)((const int64_t *)t->data)[i];
+    if (!rc && priv) {
+        const fed_st_tensor *pt = fed_st_find(f, "privacy.state");
+        if (!pt || pt->dtype != FED_DTYPE_I64)
+            rc = fed_error(FED_EFORMAT, "checkpoint lacks the privacy accountant's state");
+        else
+            rc = fed_privacy_state_set(priv, (const int64_t *)pt->data, pt->numel);
+    }
     fed_st_close(f);
     return rc;
 }
@@ -134,11 +158,17 @@ typedef struct run_state {
     fed_client_res *cres;
     fed_eval_res *evals;
     fed_client_metrics *cm;
+    fed_privacy *priv;
+    float *dp_mean;            /* DP-FedAvg: the noised mean update */
+    fed_client_ins *ins;
 } run_state;
 
 static void run_state_free(run_state *s) {
     fed_transport_free(s->own_transport);
     fed_strategy_free(s->strategy);
+    fed_privacy_free(s->priv);
+    free(s->dp_mean);
+    free(s->ins);
     fed_pipeline_free(&s->pipeline);
     fed_client_state_close(s->cstate);
     fed_selector_free(&s->sel);
@@ -161,7 +191,7 @@ static int checkpoint(run_state *s, fed_store *store, int64_t run_id, int round)
     void *mbuf = NULL, *sbuf = NULL;
     size_t mlen = 0, slen = 0;
     int rc = fed_model_serialize(s->model, &mbuf, &mlen);
-    if (!rc) rc = save_state(s->strategy, &s->sel, &sbuf, &slen);
+    if (!rc) rc = save_state(s->strategy, &s->sel, s->priv, &sbuf, &slen);
     if (!rc) rc = fed_store_save_checkpoint(store, run_id, round, mbuf, mlen, sbuf, slen);
     free(mbuf);
     free(sbuf);
@@ -199,7 +229,9 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         start_round = ck_round + 1;
     }
     if ((rc = fed_config_validate(cfg))) goto done;
-    if ((rc = fed_federation_build(cfg, &S.fed))) goto done;
+    if (opts && opts->build_federation) rc = opts->build_federation(opts->federation_ctx, cfg, &S.fed);
+    else rc = fed_federation_build(cfg, &S.fed);
+    if (rc) goto done;
     if ((rc = make_model(cfg, &S.fed.train, &S.model))) goto done;
     fed_model_init_params(S.model, cfg->seed);
     S.n = fed_model_num_params(S.model);
@@ -223,20 +255,33 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     if ((rc = fed_strategy_create(&S.strategy, cfg->strategy, &sp, S.n))) goto done;
     if ((rc = fed_pipeline_build(cfg, &S.pipeline))) goto done;
     if ((rc = fed_selector_init(&S.sel, cfg->client_selection, S.fed.num_clients))) goto done;
+    if ((rc = fed_privacy_new(&S.priv, cfg, &S.fed))) goto done;
+    if (S.priv && S.nb && fed_privacy_mode(S.priv) != FED_PRIVACY_DPSGD) {
+        /* BatchNorm statistics would leave the clients un-noised */
+        rc = fed_error(FED_EUNSUPPORTED, "privacy.mode %s: model %s has BatchNorm statistics that would be shared "
+                                         "without noise; use a model without BatchNorm (mlp, cnn, or resnet with norm: group)",
+                       cfg->dp_mode, cfg->model);
+        goto done;
+    }
+    int dpfedavg = fed_privacy_mode(S.priv) == FED_PRIVACY_DPFEDAVG;
 
     S.global = malloc(S.n * sizeof(float));
     S.gbuf = malloc((S.nb ? S.nb : 1) * sizeof(float));
     int K = fed_config_clients_per_round(cfg);
-    S.clients = malloc((size_t)K * sizeof(int));
-    S.eval_flags = malloc((size_t)K * sizeof(int));
-    S.eval_ids = malloc((size_t)K * sizeof(int));
-    S.tasks = calloc((size_t)K, sizeof(fed_task));
-    S.results = calloc((size_t)K, sizeof(fed_result));
-    S.cres = calloc((size_t)K, sizeof(fed_client_res));
-    S.evals = calloc((size_t)K, sizeof(fed_eval_res));
-    S.cm = calloc((size_t)K, sizeof(fed_client_metrics));
+    /* DP-FedAvg samples each client independently: any number may come */
+    int Kcap = dpfedavg ? S.fed.num_clients : K;
+    S.clients = malloc((size_t)Kcap * sizeof(int));
+    if (dpfedavg) S.dp_mean = malloc(S.n * sizeof(float));
+    S.eval_flags = malloc((size_t)Kcap * sizeof(int));
+    S.eval_ids = malloc((size_t)Kcap * sizeof(int));
+    S.tasks = calloc((size_t)Kcap, sizeof(fed_task));
+    S.results = calloc((size_t)Kcap, sizeof(fed_result));
+    S.cres = calloc((size_t)Kcap, sizeof(fed_client_res));
+    S.evals = calloc((size_t)Kcap, sizeof(fed_eval_res));
+    S.cm = calloc((size_t)Kcap, sizeof(fed_client_metrics));
+    S.ins = calloc((size_t)Kcap, sizeof(fed_client_ins));
     if (!S.global || !S.gbuf || !S.clients || !S.eval_flags || !S.eval_ids || !S.tasks || !S.results || !S.cres ||
-        !S.evals || !S.cm) {
+        !S.evals || !S.cm || !S.ins || (dpfedavg && !S.dp_mean)) {
         rc = fed_error(FED_ENOMEM, "run: out of memory for %d clients per round", K);
         goto done;
     }
@@ -257,7 +302,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if ((rc = fed_model_load_buffer(S.model, ck_model, ck_mlen))) goto done;
             memcpy(S.global, fed_model_params(S.model), S.n * sizeof(float));
             if (S.nb) memcpy(S.gbuf, fed_model_buffers(S.model), S.nb * sizeof(float));
-            if ((rc = load_state(S.strategy, &S.sel, ck_state, ck_slen))) goto done;
+            if ((rc = load_state(S.strategy, &S.sel, S.priv, ck_state, ck_slen))) goto done;
         }
         fed_round_metrics *past;
         int np;
@@ -270,6 +315,8 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         free(past);
     }
     out->run_id = run_id;
+    if (store && S.priv) fed_store_run_set_text(store, run_id, "privacy", fed_privacy_describe(S.priv));
+    if (S.priv && (rc = fed_privacy_epsilon(S.priv, &out->epsilon))) goto done;
 
     int scaffold = strcmp(cfg->strategy, "scaffold") == 0;
     if (scaffold) {
@@ -303,13 +350,17 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     int last_eval_round = 0;
     for (int round = start_round; round <= cfg->num_rounds; round++) {
         double t0 = now_s();
-        if ((rc = fed_select_clients(&S.sel, &S.fed, cfg->seed, round, K, S.clients))) goto done;
+        int K = Kcap;
+        if (dpfedavg) rc = fed_privacy_select(S.priv, cfg->seed, round, S.clients, &K);
+        else rc = fed_select_clients(&S.sel, &S.fed, cfg->seed, round, K, S.clients);
+        if (rc) goto done;
         fed_client_ins defaults = {0};
         defaults.local_epochs = cfg->local_epochs;
         defaults.batch_size = cfg->batch_size;
         defaults.lr = (float)(cfg->learning_rate * pow(cfg->lr_decay, round - 1));
-        fed_client_ins ins[K];
-        if ((rc = S.strategy->configure_fit(S.strategy, round, S.clients, K, &defaults, ins))) goto done;
+        fed_client_ins *ins = S.ins;
+        if (K > 0 && (rc = S.strategy->configure_fit(S.strategy, round, S.clients, K, &defaults, ins))) goto done;
+        for (int i = 0; i < K; i++) fed_privacy_configure(S.priv, &ins[i]);
         for (int i = 0; i < K; i++) {
             S.tasks[i].round = round;
             S.tasks[i].client = S.clients[i];
@@ -326,9 +377,24 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                 S.tasks[i].ins.local_epochs = (int)((steps + per_epoch - 1) / per_epoch);
             }
         }
+        if (S.priv && cfg->dp_target_epsilon > 0) {
+            /* the budget: never start a round whose release could exceed it */
+            double after;
+            if ((rc = fed_privacy_epsilon_after(S.priv, S.tasks, K, &after))) goto done;
+            if (after > cfg->dp_target_epsilon) {
+                fprintf(stderr,
+                        "federate: privacy budget: round %d would bring epsilon to %.4g, above "
+                        "privacy.target_epsilon %.4g (delta %g); stopping after round %d\n",
+                        round, after, cfg->dp_target_epsilon, cfg->dp_delta, round - 1);
+                out->budget_exhausted = 1;
+                break;
+            }
+        }
         const float *control = S.strategy->server_control ? S.strategy->server_control(S.strategy) : NULL;
-        if ((rc = tr->broadcast(tr, S.tasks, K, S.global, S.gbuf, control))) goto done;
-        if ((rc = tr->collect(tr, S.results, K, 0))) goto done;
+        if (K > 0) {
+            if ((rc = tr->broadcast(tr, S.tasks, K, S.global, S.gbuf, control))) goto done;
+            if ((rc = tr->collect(tr, S.results, K, 0))) goto done;
+        }
 
         /* results in client-id order; the aggregate sees only finished ones */
         int fin = 0;
@@ -354,7 +420,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                 c->dropped = 1;
                 continue;
             }
-            fed_stage_ctx sc = {cfg->seed, round, r->client, r->num_examples};
+            fed_stage_ctx sc = {cfg->seed, round, r->client, r->num_examples, NULL};
             if ((rc = fed_pipeline_server(&S.pipeline, &sc, r->delta, S.n))) goto done;
             c->steps = r->steps;
             c->train_loss = r->train_loss;
@@ -376,7 +442,21 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         m.dropped = K - fin;
         m.train_loss_mean = fin ? ls / fin : NAN;
         m.train_loss_std = fin ? sqrt(fmax(0.0, ls2 / fin - m.train_loss_mean * m.train_loss_mean)) : NAN;
-        if (fin >= cfg->min_clients && fin > 0) {
+        m.epsilon = NAN;
+        m.clip = fed_privacy_clip(S.priv);
+        m.sim_time_s = NAN;
+        if (dpfedavg) {
+            /* every round releases the noised sum, even of nobody's update, and
+             * the strategy's server step sees it as one update of weight 1 */
+            if ((rc = fed_privacy_aggregate(S.priv, cfg->seed, round, S.results, K, S.dp_mean, S.n))) goto done;
+            fed_client_res one = {.client = -1, .delta = S.dp_mean, .num_examples = 1, .steps = 1,
+                                  .lr = defaults.lr, .train_loss = m.train_loss_mean};
+            if ((rc = S.strategy->aggregate_fit(S.strategy, round, &one, 1, S.global))) goto done;
+            if (!fed_vec_all_finite(S.global, S.n)) {
+                rc = fed_error(FED_ERANGE, "round %d: the global model diverged (NaN/Inf)", round);
+                goto done;
+            }
+        } else if (fin >= cfg->min_clients && fin > 0) {
             if ((rc = S.strategy->aggregate_fit(S.strategy, round, S.cres, fin, S.global))) goto done;
             if (!fed_vec_all_finite(S.global, S.n)) {
                 rc = fed_error(FED_ERANGE, "round %d: the global model diverged (NaN/Inf); lower learning_rate or server_lr", round);
@@ -420,6 +500,11 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                     if (i < K) S.cm[i].local_accuracy = S.evals[j].accuracy;
                 }
             }
+        }
+        if (S.priv) {
+            if ((rc = fed_privacy_account(S.priv, S.results, K))) goto done;
+            if ((rc = fed_privacy_epsilon(S.priv, &m.epsilon))) goto done;
+            out->epsilon = m.epsilon;
         }
         m.wall_s = now_s() - t0;
         out->bytes_up += m.bytes_up;

@@ -71,3 +71,38 @@ void fed_federation_free(fed_federation *fed) {
     free(fed->capability);
     memset(fed, 0, sizeof *fed);
 }
+
+int fed_federation_build_sizes(const fed_config *cfg, int num_clients, const size_t *train_n, const size_t *test_n,
+                               const int32_t *label_counts, fed_federation *fed) {
+    memset(fed, 0, sizeof *fed);
+    if (num_clients < 1 || !train_n || !test_n) return fed_error(FED_EINVAL, "federation: no client sizes");
+    int rc;
+    const char *root = cfg->data_root[0] ? cfg->data_root : NULL;
+    if ((rc = fed_dataset_load(cfg->dataset, 0, root, &fed->test))) return rc;
+    fed->train.c = fed->test.c;
+    fed->train.h = fed->test.h;
+    fed->train.w = fed->test.w;
+    fed->train.num_classes = fed->test.num_classes;
+    int C = fed->test.num_classes;
+    fed_partition *p = &fed->part;
+    p->num_clients = num_clients;
+    p->num_classes = C;
+    p->train = calloc((size_t)num_clients, sizeof *p->train);
+    p->test = calloc((size_t)num_clients, sizeof *p->test);
+    p->train_n = calloc((size_t)num_clients, sizeof *p->train_n);
+    p->test_n = calloc((size_t)num_clients, sizeof *p->test_n);
+    p->label_counts = calloc((size_t)num_clients * (size_t)C, sizeof *p->label_counts);
+    if (!p->train || !p->test || !p->train_n || !p->test_n || !p->label_counts) {
+        rc = fed_error(FED_ENOMEM, "federation: out of memory for %d clients", num_clients);
+        goto fail;
+    }
+    memcpy(p->train_n, train_n, (size_t)num_clients * sizeof *train_n);
+    memcpy(p->test_n, test_n, (size_t)num_clients * sizeof *test_n);
+    if (label_counts) memcpy(p->label_counts, label_counts, (size_t)num_clients * (size_t)C * sizeof *label_counts);
+    fed->num_clients = num_clients;
+    if ((rc = draw_capabilities(cfg, fed))) goto fail;
+    return 0;
+fail:
+    fed_federation_free(fed);
+    return rc;
+}

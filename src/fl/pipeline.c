@@ -3,6 +3,7 @@
  * Built from the config so the round loop never branches on features. */
 #include <stdlib.h>
 #include <string.h>
+#include "federate/dp.h"
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/vec.h"
@@ -14,6 +15,26 @@ static int clip_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, size_t
     double c = *(double *)st->state;
     fed_vec_clip_norm(u, n, c);
     return 0;
+}
+
+/* dp-clip: user-level DP's clip, C of this round from the server (fixed or
+ * adaptive), so one client's influence on the sum is at most C. */
+static int dp_clip_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, size_t n, int64_t *bytes) {
+    (void)st; (void)bytes;
+    if (ctx->ins && ctx->ins->update_clip > 0) fed_vec_clip_norm(u, n, ctx->ins->update_clip);
+    return 0;
+}
+
+/* local-dp: the client adds the Gaussian noise itself, so the update that
+ * leaves it is already private and no server needs to be trusted. */
+static int local_dp_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, size_t n, int64_t *bytes) {
+    (void)st; (void)bytes;
+    if (!ctx->ins || !(ctx->ins->local_noise > 0)) return 0;
+    fed_dp_noise ns;
+    int rc = fed_dp_noise_init(&ns, ctx->ins->secure_noise ? FED_DP_NOISE_SECURE : FED_DP_NOISE_SEEDED, ctx->seed,
+                               (uint64_t)ctx->round, (uint64_t)ctx->client);
+    if (!rc) rc = fed_dp_gaussian(&ns, u, n, ctx->ins->local_noise);
+    return rc;
 }
 
 /* float32: the update goes on the wire as raw little-endian floats. */
@@ -44,6 +65,8 @@ int fed_pipeline_build(const fed_config *cfg, fed_pipeline *p) {
         st->client_apply = clip_client;
         st->free_state = free_plain;
     }
+    if (!strcmp(cfg->dp_mode, "dp-fedavg") || !strcmp(cfg->dp_mode, "local")) add(p, "dp-clip")->client_apply = dp_clip_client;
+    if (!strcmp(cfg->dp_mode, "local")) add(p, "local-dp")->client_apply = local_dp_client;
     fed_stage *enc = add(p, "float32");
     enc->client_apply = f32_client;
     return 0;

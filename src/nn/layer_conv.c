@@ -5,7 +5,9 @@
  * into private partials added in worker order afterwards, so a fixed thread
  * count gives bit-identical results. */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
+#include "federate/error.h"
 #include "nn_internal.h"
 
 /* col[(c*k + ki)*k + kj][oy*ow + ox] (row stride ld) = x[c][oy*s - p + ki][ox*s - p + kj],
@@ -134,10 +136,14 @@ static void conv_bwd_task(void *vctx, size_t task, int worker) {
     const float *w = m->params + l->w_off;
     int K = l->ish.c * l->k * l->k, HW = l->osh.h * l->osh.w, M = l->osh.c;
     size_t isz = shape_size(l->ish), osz = shape_size(l->osh), chunk = chunk_of(m, l);
+    int want_params = m->bwd_mode != NN_BWD_INPUTS;
+    if (m->bwd_mode == NN_BWD_PARAMS) dx = NULL;
+    if (!want_params && !dx) return;
     /* Task 0 writes the real gradient; task t > 0 its partial. Both start at zero. */
     float *base = task == 0 ? m->grads : m->ws.partial[task];
-    float *gw = base + l->w_off, *gb = l->b_off != SIZE_MAX ? base + l->b_off : NULL;
-    memset(gw, 0, (size_t)M * K * sizeof(float));
+    float *gw = want_params ? base + l->w_off : NULL;
+    float *gb = want_params && l->b_off != SIZE_MAX ? base + l->b_off : NULL;
+    if (gw) memset(gw, 0, (size_t)M * K * sizeof(float));
     if (gb) memset(gb, 0, (size_t)M * sizeof(float));
     float *tmp = m->ws.tmp[worker];
     float *keep = m->ws.colsave_valid[ctx->li] ? m->ws.colsave[ctx->li] : NULL;
@@ -157,11 +163,13 @@ static void conv_bwd_task(void *vctx, size_t task, int worker) {
                 gb[o] += sum;
             }
         }
-        if (!keep)
-            for (size_t s = 0; s < nb; s++)
-                im2col(x + (i0 + s) * isz, col + s * HW, ld, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f, gw,
-                    K);
+        if (gw) {
+            if (!keep)
+                for (size_t s = 0; s < nb; s++)
+                    im2col(x + (i0 + s) * isz, col + s * HW, ld, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, (int)ld, 1.0f, tmp, (int)ld, col, (int)ld, 1.0f,
+                        gw, K);
+        }
         if (dx) {
             /* the kept columns are not needed any more: reuse them for dcol */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, M, 1.0f, w, K, tmp, (int)ld, 0.0f, col,
@@ -192,7 +200,7 @@ void nn_conv_backward(fed_model *m, const layer *l) {
     conv_ctx ctx = {m, l, t < m->n ? t : m->n, (int)(l - m->layers)};
     fed_pool_run(m->pool, (size_t)ctx.tasks, conv_bwd_task, &ctx);
     m->ws.colsave_valid[ctx.li] = 0;   /* overwritten by dcol */
-    if (ctx.tasks > 1) {
+    if (ctx.tasks > 1 && m->bwd_mode != NN_BWD_INPUTS) {
         reduce_ctx rw = {m, l->w_off, (size_t)l->osh.c * l->ish.c * l->k * l->k, ctx.tasks};
         fed_pool_run(m->pool, (size_t)t, reduce_task, &rw);
         if (l->b_off != SIZE_MAX) {
@@ -200,4 +208,57 @@ void nn_conv_backward(fed_model *m, const layer *l) {
             fed_pool_run(m->pool, (size_t)t, reduce_task, &rb);
         }
     }
+}
+
+typedef struct conv_sq_ctx { fed_model *m; const layer *l; double *sq; int tasks; } conv_sq_ctx;
+
+/* Example i's weight gradient is dY_i [M, HW] times its columns^T [HW, K]:
+ * formed in a per-worker scratch and reduced to its squared norm. */
+static void conv_sq_task(void *vctx, size_t task, int worker) {
+    conv_sq_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    size_t lo, hi;
+    nn_split((size_t)m->n, (size_t)c->tasks, task, &lo, &hi);
+    int K = l->ish.c * l->k * l->k, HW = l->osh.h * l->osh.w, M = l->osh.c;
+    size_t isz = shape_size(l->ish), osz = shape_size(l->osh);
+    float *g = m->ws.dp[worker], *col = g + (size_t)M * K;
+    const float *x = nn_act(m, l->in), *dy = m->ws.grad[l->out];
+    for (size_t i = lo; i < hi; i++) {
+        const float *dyi = dy + i * osz;
+        im2col(x + i * isz, col, (size_t)HW, l->ish, l->k, l->stride, l->pad, l->osh.h, l->osh.w);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, HW, 1.0f, dyi, HW, col, HW, 0.0f, g, K);
+        double s = 0;
+        for (size_t j = 0; j < (size_t)M * K; j++) s += (double)g[j] * g[j];
+        if (l->b_off != SIZE_MAX)
+            for (int o = 0; o < M; o++) {
+                double b = 0;
+                for (int j = 0; j < HW; j++) b += dyi[(size_t)o * HW + j];
+                s += b * b;
+            }
+        c->sq[i] += s;
+    }
+}
+
+int nn_conv_per_example_sqnorm(fed_model *m, const layer *l, double *sq) {
+    int t = nn_threads(m);
+    size_t need = (size_t)l->osh.c * l->ish.c * l->k * l->k + (size_t)l->ish.c * l->k * l->k * l->osh.h * l->osh.w;
+    for (int w = 0; w < t; w++) {
+        /* sized for the largest conv layer the first time round */
+        if (!m->ws.dp[w]) {
+            size_t most = 0;
+            for (int i = 0; i < m->nlayers; i++) {
+                const layer *c = &m->layers[i];
+                if (c->kind != L_CONV) continue;
+                size_t k = (size_t)c->ish.c * c->k * c->k;
+                size_t v = (size_t)c->osh.c * k + k * c->osh.h * c->osh.w;
+                if (v > most) most = v;
+            }
+            m->ws.dp[w] = malloc((most > need ? most : need) * sizeof(float));
+            if (!m->ws.dp[w]) return fed_error(FED_ENOMEM, "model %s: no memory for per-example gradients", m->name);
+        }
+    }
+    conv_sq_ctx c = {m, l, sq, t < m->n ? t : m->n};
+    fed_pool_run(m->pool, (size_t)c.tasks, conv_sq_task, &c);
+    return 0;
 }

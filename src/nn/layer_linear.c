@@ -44,7 +44,7 @@ static void lin_bwd_task(void *vctx, size_t task, int worker) {
     const float *w = m->params + l->w_off;
     size_t o0, o1;
     nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
-    if (o1 > o0) {
+    if (o1 > o0 && m->bwd_mode != NN_BWD_INPUTS) {
         /* dW[o0:o1, :] = dY[:, o0:o1]^T X */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, 1.0f, dy + o0, out, x, in, 0.0f,
                     m->grads + l->w_off + o0 * in, in);
@@ -57,7 +57,7 @@ static void lin_bwd_task(void *vctx, size_t task, int worker) {
             }
         }
     }
-    if (l->in != 0) {
+    if (l->in != 0 && m->bwd_mode != NN_BWD_PARAMS) {
         /* dX[:, i0:i1] += dY W[:, i0:i1] */
         size_t i0, i1;
         nn_split((size_t)in, (size_t)c->tasks, task, &i0, &i1);
@@ -73,4 +73,31 @@ void nn_linear_backward(fed_model *m, const layer *l) {
     int most = l->osh.c > in ? l->osh.c : in;
     lin_ctx c = {m, l, t < most ? t : most};
     fed_pool_run(m->pool, (size_t)c.tasks, lin_bwd_task, &c);
+}
+
+typedef struct lin_sq_ctx { fed_model *m; const layer *l; double *sq; int tasks; } lin_sq_ctx;
+
+/* The gradient of W for example i is dy_i x_i^T, a rank-one matrix, so its
+ * squared norm is |dy_i|^2 |x_i|^2 (and the bias adds |dy_i|^2). */
+static void lin_sq_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    lin_sq_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    size_t in = shape_size(l->ish), out = (size_t)l->osh.c, lo, hi;
+    nn_split((size_t)m->n, (size_t)c->tasks, task, &lo, &hi);
+    const float *x = nn_act(m, l->in), *dy = m->ws.grad[l->out];
+    for (size_t i = lo; i < hi; i++) {
+        const float *xi = x + i * in, *di = dy + i * out;
+        double xx = 0, dd = 0;
+        for (size_t j = 0; j < in; j++) xx += (double)xi[j] * xi[j];
+        for (size_t j = 0; j < out; j++) dd += (double)di[j] * di[j];
+        c->sq[i] += dd * xx + (l->b_off != SIZE_MAX ? dd : 0.0);
+    }
+}
+
+void nn_linear_per_example_sqnorm(fed_model *m, const layer *l, double *sq) {
+    int t = nn_threads(m);
+    lin_sq_ctx c = {m, l, sq, t < m->n ? t : m->n};
+    fed_pool_run(m->pool, (size_t)c.tasks, lin_sq_task, &c);
 }

@@ -62,7 +62,9 @@ static void workspace_free(fed_model *m) {
     for (int s = 1; s < MAX_SLOTS; s++) { free(ws->act[s]); free(ws->grad[s]); }
     free(ws->grad[0]);
     for (int l = 0; l < MAX_LAYERS; l++) { free(ws->save[l]); free(ws->chan[l]); free(ws->colsave[l]); }
-    for (int t = 0; t < MAX_WORKERS; t++) { free(ws->col[t]); free(ws->tmp[t]); free(ws->partial[t]); }
+    for (int t = 0; t < MAX_WORKERS; t++) {
+        free(ws->col[t]); free(ws->tmp[t]); free(ws->partial[t]); free(ws->dp[t]);
+    }
     memset(ws, 0, sizeof *ws);
 }
 

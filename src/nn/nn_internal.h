@@ -45,7 +45,11 @@ typedef struct workspace {
     int colsave_valid[MAX_LAYERS];
     float *tmp[MAX_WORKERS];       /* conv output/gradient in [C, nb*HW] layout per worker */
     float *partial[MAX_WORKERS];   /* per-worker partial weight gradients (conv) */
+    float *dp[MAX_WORKERS];        /* DP-SGD: one example's weight gradient and columns */
 } workspace;
+
+/* What a backward pass computes (DP-SGD runs the two halves separately). */
+enum { NN_BWD_ALL = 0, NN_BWD_INPUTS = 1, NN_BWD_PARAMS = 2 };
 
 struct fed_model {
     char name[32];
@@ -65,6 +69,7 @@ struct fed_model {
     size_t tmp_chunk_floats;       /* conv output scratch per worker */
     double flops;                  /* training flops per example */
     int training;
+    int bwd_mode;                  /* NN_BWD_*: which gradients backward computes */
     fed_pool *pool;
     uint64_t rng_seed, rng_round, rng_client, rng_step;
     int n;                         /* examples in the current forward */
@@ -109,6 +114,12 @@ void nn_eltwise_forward(fed_model *m, const layer *l, int li);
 void nn_eltwise_backward(fed_model *m, const layer *l, int li);
 void nn_norm_forward(fed_model *m, const layer *l, int li);
 void nn_norm_backward(fed_model *m, const layer *l, int li);
+/* DP-SGD: adds each example's squared gradient norm for this layer's
+ * parameters to sq[0..n), from the input activations and output gradients of
+ * the last forward/backward (Goodfellow 2015's trick for linear layers; one
+ * small GEMM per example for convolutions). */
+int nn_conv_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
+void nn_linear_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
 
 static inline const float *nn_act(const fed_model *m, int slot) {
     return slot == 0 ? m->x : m->ws.act[slot];

@@ -19,6 +19,16 @@ int fed_crypto_random(void *buf, size_t n) {
     return 0;
 }
 
+int fed_crypto_random_fast(void *buf, size_t n) {
+    unsigned char seed[randombytes_SEEDBYTES];
+    int rc = fed_crypto_init();
+    if (rc) return rc;
+    randombytes_buf(seed, sizeof seed);
+    randombytes_buf_deterministic(buf, n, seed);
+    sodium_memzero(seed, sizeof seed);
+    return 0;
+}
+
 double fed_crypto_uniform(void) {
     uint64_t v = 0;
     if (fed_crypto_random(&v, sizeof v)) return 0.0;

@@ -14,7 +14,7 @@
 #include <time.h>
 
 /* Bump when the schema changes, and teach open_schema() to migrate from the old one. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -22,6 +22,7 @@ struct fed_store {
     sqlite3 *db;
     char *path;
     int readonly;
+    int64_t version;   /* schema version of the file (a read-only v1 file stays v1) */
 };
 
 static const char schema_sql[] =
@@ -36,6 +37,7 @@ static const char schema_sql[] =
     " test_accuracy REAL, test_loss REAL, train_loss_mean REAL, train_loss_std REAL,"
     " local_accuracy REAL, selected INTEGER, finished INTEGER, dropped INTEGER,"
     " bytes_up INTEGER, bytes_down INTEGER, wall_s REAL,"
+    " epsilon REAL, clip REAL, sim_time_s REAL,"
     " PRIMARY KEY(run_id, round));"
     "CREATE TABLE IF NOT EXISTS clients("
     " run_id INTEGER NOT NULL, round INTEGER NOT NULL, client INTEGER NOT NULL,"
@@ -192,6 +194,7 @@ static int open_schema(fed_store *s) {
     if (version > SCHEMA_VERSION)
         return fed_error(FED_EUNSUPPORTED, "%s: experiment store schema version %lld is newer than this federate's (%d)",
                          s->path, (long long)version, SCHEMA_VERSION);
+    s->version = SCHEMA_VERSION;
     if (version == SCHEMA_VERSION) return 0;
     if ((rc = begin(s, "cannot create the schema"))) return rc;
     if ((rc = read_user_version(s, &version))) goto fail;
@@ -202,6 +205,15 @@ static int open_schema(fed_store *s) {
             goto fail;
         }
         if ((rc = exec(s, schema_sql, "cannot create the schema"))) goto fail;
+    } else if (version == 1) {
+        /* v2: per-round privacy spent, clip used and simulated time */
+        if ((rc = exec(s,
+                       "ALTER TABLE rounds ADD COLUMN epsilon REAL;"
+                       "ALTER TABLE rounds ADD COLUMN clip REAL;"
+                       "ALTER TABLE rounds ADD COLUMN sim_time_s REAL;"
+                       "PRAGMA user_version = 2;",
+                       "cannot upgrade the schema from version 1")))
+            goto fail;
     }
     if ((rc = commit(s, "cannot create the schema"))) goto fail;
     return 0;
@@ -219,6 +231,7 @@ static int check_schema_readonly(fed_store *s) {
         return fed_error(FED_EUNSUPPORTED, "%s: experiment store schema version %lld is newer than this federate's (%d)",
                          s->path, (long long)version, SCHEMA_VERSION);
     if (version < 1) return fed_error(FED_EFORMAT, "%s: not a federate experiment store", s->path);
+    s->version = version;
     return 0;
 }
 
@@ -402,8 +415,9 @@ int fed_store_add_round(fed_store *s, int64_t run_id, const fed_round_metrics *m
     /* OR REPLACE: a resumed run redoes the rounds after its checkpoint */
     if ((rc = prepare(s, &st,
                       "INSERT OR REPLACE INTO rounds(run_id, round, test_accuracy, test_loss, train_loss_mean,"
-                      " train_loss_std, local_accuracy, selected, finished, dropped, bytes_up, bytes_down, wall_s) "
-                      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
+                      " train_loss_std, local_accuracy, selected, finished, dropped, bytes_up, bytes_down, wall_s,"
+                      " epsilon, clip, sim_time_s) "
+                      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16 "
                       "WHERE EXISTS(SELECT 1 FROM runs WHERE id = ?1)",
                       "cannot record a round")))
         return rc;
@@ -420,6 +434,9 @@ int fed_store_add_round(fed_store *s, int64_t run_id, const fed_round_metrics *m
     sqlite3_bind_int64(st, 11, m->bytes_up);
     sqlite3_bind_int64(st, 12, m->bytes_down);
     bind_real(st, 13, m->wall_s);
+    bind_real(st, 14, m->epsilon);
+    bind_real(st, 15, m->clip);
+    bind_real(st, 16, m->sim_time_s);
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) rc = db_fail(s, rc, "cannot record round %d of run %lld", m->round, (long long)run_id);
     else if (sqlite3_changes(s->db) == 0) rc = fed_error(FED_ENOTFOUND, "%s: no run %lld", s->path, (long long)run_id);
@@ -686,9 +703,13 @@ int fed_store_get_rounds(fed_store *s, int64_t run_id, fed_round_metrics **round
     if ((rc = run_exists(s, run_id))) return rc;
     sqlite3_stmt *st;
     if ((rc = prepare(s, &st,
-                      "SELECT round, test_accuracy, test_loss, train_loss_mean, train_loss_std, local_accuracy,"
-                      " selected, finished, dropped, bytes_up, bytes_down, wall_s FROM rounds WHERE run_id = ?"
-                      " ORDER BY round",
+                      s->version >= 2
+                          ? "SELECT round, test_accuracy, test_loss, train_loss_mean, train_loss_std, local_accuracy,"
+                            " selected, finished, dropped, bytes_up, bytes_down, wall_s, epsilon, clip, sim_time_s"
+                            " FROM rounds WHERE run_id = ? ORDER BY round"
+                          : "SELECT round, test_accuracy, test_loss, train_loss_mean, train_loss_std, local_accuracy,"
+                            " selected, finished, dropped, bytes_up, bytes_down, wall_s, NULL, NULL, NULL"
+                            " FROM rounds WHERE run_id = ? ORDER BY round",
                       "cannot read rounds")))
         return rc;
     sqlite3_bind_int64(st, 1, run_id);
@@ -712,6 +733,9 @@ int fed_store_get_rounds(fed_store *s, int64_t run_id, fed_round_metrics **round
         m->bytes_up = sqlite3_column_int64(st, 9);
         m->bytes_down = sqlite3_column_int64(st, 10);
         m->wall_s = col_real(st, 11);
+        m->epsilon = col_real(st, 12);
+        m->clip = col_real(st, 13);
+        m->sim_time_s = col_real(st, 14);
     }
     if (!rc && r != SQLITE_DONE) rc = db_fail(s, r, "cannot read the rounds of run %lld", (long long)run_id);
     sqlite3_finalize(st);

@@ -1,0 +1,293 @@
+/* Differential privacy across the rounds of a run: the instructions clients
+ * get, DP-FedAvg's sampling and noised aggregate, and the accounting.
+ *   record level, dp-sgd: Abadi et al. 2016; each client is its own RDP
+ *     accountant over the local steps it ran at its own sampling rate B / n_k,
+ *     and the run's epsilon is the largest over clients.
+ *   user level, dp-fedavg: McMahan et al. 2018 (DP-FedAvg with Poisson client
+ *     sampling at q = m / N and the fixed denominator m), adaptive clipping of
+ *     Andrew et al. 2021 with the noise split so the pair (noised count, noised
+ *     sum) is accounted as one Gaussian mechanism with multiplier z.
+ *   local: each client noises its own clipped update; replacing a client's
+ *     data moves its clipped update by up to 2C, so each participation is a
+ *     Gaussian mechanism with multiplier z / 2, without sampling amplification. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "federate/dp.h"
+#include "federate/error.h"
+#include "federate/fl.h"
+#include "federate/vec.h"
+
+struct fed_privacy {
+    int mode;
+    int source;                /* FED_DP_NOISE_* */
+    int conversion;            /* FED_RDP_CONVERSION_* */
+    double z, clip, delta;
+    int adaptive;
+    fed_adaptive_clip ac;
+    int num_clients;
+    double expected;           /* m: expected clients per round */
+    int batch_size, local_epochs;
+    const fed_federation *fed;
+    long *steps;               /* dp-sgd: local steps per client; local: participations */
+    double *eps;               /* dp-sgd / local: epsilon per client so far */
+    double eps_max;
+    long rounds;               /* dp-fedavg: rounds run */
+    char desc[256];
+};
+
+int fed_privacy_mode(const fed_privacy *p) { return p ? p->mode : FED_PRIVACY_NONE; }
+const char *fed_privacy_describe(const fed_privacy *p) { return p ? p->desc : "none"; }
+double fed_privacy_clip(const fed_privacy *p) {
+    if (!p || (p->mode != FED_PRIVACY_DPFEDAVG && p->mode != FED_PRIVACY_LOCAL)) return NAN;
+    return p->adaptive ? p->ac.clip : p->clip;
+}
+
+void fed_privacy_free(fed_privacy *p) {
+    if (!p) return;
+    free(p->steps);
+    free(p->eps);
+    free(p);
+}
+
+int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federation *fed) {
+    *out = NULL;
+    int mode;
+    if (!strcmp(cfg->dp_mode, "none")) return 0;
+    else if (!strcmp(cfg->dp_mode, "dp-sgd")) mode = FED_PRIVACY_DPSGD;
+    else if (!strcmp(cfg->dp_mode, "dp-fedavg")) mode = FED_PRIVACY_DPFEDAVG;
+    else if (!strcmp(cfg->dp_mode, "local")) mode = FED_PRIVACY_LOCAL;
+    else return fed_error(FED_EINVAL, "privacy.mode '%s' is not one of none, dp-sgd, dp-fedavg, local", cfg->dp_mode);
+    if (!(cfg->dp_delta > 0 && cfg->dp_delta < 1))
+        return fed_error(FED_EINVAL, "privacy.delta must be in (0, 1) (got %g)", cfg->dp_delta);
+    if (mode == FED_PRIVACY_DPFEDAVG) {
+        /* the noised sum is divided by a fixed m and handed to the server step:
+         * strategies that weight or normalize clients themselves would undo the
+         * sensitivity bound */
+        static const char *const ok[] = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", NULL};
+        int found = 0;
+        for (const char *const *s = ok; *s; s++) found |= !strcmp(cfg->strategy, *s);
+        if (!found)
+            return fed_error(FED_EINVAL,
+                             "privacy.mode dp-fedavg works with strategy fedavg, fedavgm, fedprox, fedadam, fedyogi "
+                             "or fedadagrad, not %s (its aggregation weights clients unequally)",
+                             cfg->strategy);
+    }
+    fed_privacy *p = calloc(1, sizeof *p);
+    if (!p) return fed_error(FED_ENOMEM, "privacy: out of memory");
+    p->mode = mode;
+    p->z = cfg->dp_noise_multiplier;
+    p->delta = cfg->dp_delta;
+    p->clip = cfg->dp_clip > 0 ? cfg->dp_clip : (mode == FED_PRIVACY_DPSGD ? 1.0 : FED_ADAPTIVE_CLIP_INITIAL);
+    p->conversion = strcmp(cfg->dp_conversion, "classic") ? FED_RDP_CONVERSION_IMPROVED : FED_RDP_CONVERSION_CLASSIC;
+    int rc = fed_dp_noise_source_from_name(cfg->dp_noise_source, &p->source);
+    if (rc) goto fail;
+    p->num_clients = fed->num_clients;
+    p->expected = (double)fed_config_clients_per_round(cfg);
+    p->batch_size = cfg->batch_size;
+    p->local_epochs = cfg->local_epochs;
+    p->fed = fed;
+    p->adaptive = mode == FED_PRIVACY_DPFEDAVG && cfg->dp_adaptive;
+    if (cfg->dp_adaptive && mode != FED_PRIVACY_DPFEDAVG) {
+        rc = fed_error(FED_EINVAL, "privacy.adaptive_clipping needs privacy.mode dp-fedavg (got %s)", cfg->dp_mode);
+        goto fail;
+    }
+    if (p->adaptive &&
+        (rc = fed_adaptive_clip_init(&p->ac, p->clip, cfg->dp_target_quantile, cfg->dp_clip_lr, p->expected,
+                                     cfg->dp_count_stddev, p->z))) {
+        fed_error(rc, "privacy.adaptive_clipping: %s (raise privacy.clipped_count_stddev or lower "
+                      "privacy.noise_multiplier)", fed_last_error());
+        goto fail;
+    }
+    if (mode == FED_PRIVACY_DPSGD || mode == FED_PRIVACY_LOCAL) {
+        p->steps = calloc((size_t)p->num_clients, sizeof(long));
+        p->eps = calloc((size_t)p->num_clients, sizeof(double));
+        if (!p->steps || !p->eps) {
+            rc = fed_error(FED_ENOMEM, "privacy: out of memory for %d clients", p->num_clients);
+            goto fail;
+        }
+    }
+    const char *src = fed_dp_noise_source_name(p->source);
+    const char *conv = p->conversion == FED_RDP_CONVERSION_CLASSIC ? "classic" : "improved";
+    if (mode == FED_PRIVACY_DPSGD)
+        snprintf(p->desc, sizeof p->desc,
+                 "record-level DP-SGD: Poisson sampling q = %d / n_k, per-example clip %g, Gaussian noise "
+                 "multiplier %g (%s); RDP accountant (%s conversion), max over clients, delta %g",
+                 p->batch_size, p->clip, p->z, src, conv, p->delta);
+    else if (mode == FED_PRIVACY_DPFEDAVG)
+        snprintf(p->desc, sizeof p->desc,
+                 "user-level DP-FedAvg: Poisson client sampling q = %g / %d, %s clip %g, Gaussian noise "
+                 "multiplier %g (%s); RDP accountant (%s conversion), delta %g",
+                 p->expected, p->num_clients, p->adaptive ? "adaptive" : "fixed", p->clip, p->z, src, conv, p->delta);
+    else
+        snprintf(p->desc, sizeof p->desc,
+                 "local DP: update clip %g, Gaussian noise %g x clip added by each client (%s); RDP accountant "
+                 "(%s conversion), sensitivity 2 x clip, max over clients, delta %g",
+                 p->clip, p->z, src, conv, p->delta);
+    *out = p;
+    return 0;
+fail:
+    fed_privacy_free(p);
+    return rc;
+}
+
+void fed_privacy_configure(const fed_privacy *p, fed_client_ins *ins) {
+    if (!p) return;
+    ins->secure_noise = p->source == FED_DP_NOISE_SECURE;
+    if (p->mode == FED_PRIVACY_DPSGD) {
+        ins->dpsgd_clip = (float)p->clip;
+        ins->dpsgd_noise = (float)p->z;
+    } else if (p->mode == FED_PRIVACY_DPFEDAVG) {
+        ins->update_clip = (float)fed_privacy_clip(p);
+    } else if (p->mode == FED_PRIVACY_LOCAL) {
+        ins->update_clip = (float)p->clip;
+        ins->local_noise = (float)(p->z * p->clip);
+    }
+}
+
+int fed_privacy_select(const fed_privacy *p, uint64_t seed, int round, int *out, int *k) {
+    if (!p || p->mode != FED_PRIVACY_DPFEDAVG) return fed_error(FED_ESTATE, "privacy: Poisson selection is DP-FedAvg's");
+    double q = p->expected / p->num_clients;
+    fed_rng r;
+    fed_rng_init(&r, seed, (uint64_t)round, 0, FED_RNG_SELECT);
+    int n = 0;
+    for (int i = 0; i < p->num_clients; i++)
+        if (fed_rng_uniform(&r) < q) out[n++] = i;
+    *k = n;
+    return 0;
+}
+
+int fed_privacy_aggregate(fed_privacy *p, uint64_t seed, int round, const fed_result *res, int k, float *out,
+                          size_t n) {
+    if (!p || p->mode != FED_PRIVACY_DPFEDAVG) return fed_error(FED_ESTATE, "privacy: not a DP-FedAvg run");
+    double clip = fed_privacy_clip(p);
+    fed_vec_zero(out, n);
+    double bits = 0;
+    for (int i = 0; i < k; i++) {
+        if (res[i].status != FED_RESULT_OK) continue;
+        /* the client clipped already (its pipeline); clip again so a client that
+         * did not cannot raise the sensitivity */
+        double norm = fed_vec_norm2(res[i].delta, n);
+        float f = norm > clip ? (float)(clip / norm) : 1.0f;
+        fed_vec_axpy(out, f, res[i].delta, n);
+        if (p->adaptive) bits += fed_adaptive_clip_bit(&p->ac, res[i].update_norm);
+    }
+    double stddev = p->adaptive ? fed_adaptive_clip_sum_stddev(&p->ac) : p->z * clip;
+    fed_dp_noise ns;
+    int rc = fed_dp_noise_init(&ns, p->source, seed, (uint64_t)round, FED_DP_CLIENT_SERVER);
+    if (!rc) rc = fed_dp_gaussian(&ns, out, n, stddev);
+    if (rc) return rc;
+    fed_vec_scale(out, (float)(1.0 / p->expected), n);
+    if (p->adaptive) {
+        fed_dp_noise cn;
+        if ((rc = fed_dp_noise_init(&cn, p->source, seed, (uint64_t)round, FED_DP_CLIENT_CLIP_COUNT))) return rc;
+        if ((rc = fed_adaptive_clip_update(&p->ac, bits, &cn))) return rc;
+    }
+    return 0;
+}
+
+/* Steps a task will run: E epochs of ceil(n_k / B), or its max_steps. */
+static long planned_steps(const fed_privacy *p, const fed_task *t) {
+    long nk = (long)p->fed->part.train_n[t->client];
+    int b = t->ins.batch_size > 0 ? t->ins.batch_size : p->batch_size;
+    long s = (long)t->ins.local_epochs * ((nk + b - 1) / b);
+    if (t->ins.max_steps > 0 && t->ins.max_steps < s) s = t->ins.max_steps;
+    return s;
+}
+
+static int client_epsilon(const fed_privacy *p, int client, long steps, double *eps) {
+    if (steps <= 0) { *eps = 0; return 0; }
+    if (p->mode == FED_PRIVACY_LOCAL)
+        return fed_dp_epsilon(1.0, p->z / 2.0, steps, p->delta, p->conversion, NULL, 0, eps, NULL);
+    long nk = (long)p->fed->part.train_n[client];
+    double q = nk > 0 ? (double)p->batch_size / (double)nk : 1.0;
+    if (q > 1) q = 1;
+    return fed_dp_epsilon(q, p->z, steps, p->delta, p->conversion, NULL, 0, eps, NULL);
+}
+
+static int fedavg_epsilon(const fed_privacy *p, long rounds, double *eps) {
+    if (rounds <= 0) { *eps = 0; return 0; }
+    return fed_dp_epsilon(p->expected / p->num_clients, p->z, rounds, p->delta, p->conversion, NULL, 0, eps, NULL);
+}
+
+int fed_privacy_epsilon_after(const fed_privacy *p, const fed_task *tasks, int k, double *eps) {
+    if (!p) { *eps = 0; return 0; }
+    if (p->mode == FED_PRIVACY_DPFEDAVG) return fedavg_epsilon(p, p->rounds + 1, eps);
+    double worst = p->eps_max;
+    for (int i = 0; i < k; i++) {
+        int c = tasks[i].client;
+        long more = p->mode == FED_PRIVACY_LOCAL ? 1 : planned_steps(p, &tasks[i]);
+        double e;
+        int rc = client_epsilon(p, c, p->steps[c] + more, &e);
+        if (rc) return rc;
+        if (e > worst) worst = e;
+    }
+    *eps = worst;
+    return 0;
+}
+
+int fed_privacy_account(fed_privacy *p, const fed_result *res, int k) {
+    if (!p) return 0;
+    if (p->mode == FED_PRIVACY_DPFEDAVG) {
+        /* every round is a release of the (possibly empty) noised sum */
+        p->rounds++;
+        return 0;
+    }
+    for (int i = 0; i < k; i++) {
+        if (res[i].status != FED_RESULT_OK) continue;   /* nothing left the client */
+        int c = res[i].client;
+        p->steps[c] += p->mode == FED_PRIVACY_LOCAL ? 1 : res[i].steps;
+        int rc = client_epsilon(p, c, p->steps[c], &p->eps[c]);
+        if (rc) return rc;
+        if (p->eps[c] > p->eps_max) p->eps_max = p->eps[c];
+    }
+    return 0;
+}
+
+int fed_privacy_epsilon(const fed_privacy *p, double *eps) {
+    if (!p) { *eps = 0; return 0; }
+    if (p->mode == FED_PRIVACY_DPFEDAVG) return fedavg_epsilon(p, p->rounds, eps);
+    *eps = p->eps_max;
+    return 0;
+}
+
+/* State words: [rounds, clip bits, steps[0..N)]. */
+int fed_privacy_state_size(const fed_privacy *p, size_t *len) {
+    *len = p ? 2 + (p->steps ? (size_t)p->num_clients : 0) : 0;
+    return 0;
+}
+
+int fed_privacy_state_get(const fed_privacy *p, int64_t *w, size_t len) {
+    size_t need;
+    fed_privacy_state_size(p, &need);
+    if (len < need) return fed_error(FED_EINVAL, "privacy: state needs %zu words", need);
+    if (!p) return 0;
+    w[0] = p->rounds;
+    double c = p->adaptive ? p->ac.clip : p->clip;
+    memcpy(&w[1], &c, sizeof c);   /* the exact double, so a resumed run is bit-identical */
+    for (size_t i = 2; i < need; i++) w[i] = p->steps[i - 2];
+    return 0;
+}
+
+int fed_privacy_state_set(fed_privacy *p, const int64_t *w, size_t len) {
+    size_t need;
+    fed_privacy_state_size(p, &need);
+    if (len != need) return fed_error(FED_EFORMAT, "privacy: checkpoint has %zu state words, expected %zu", len, need);
+    if (!p) return 0;
+    p->rounds = w[0];
+    double c;
+    memcpy(&c, &w[1], sizeof c);
+    if (!(c > 0) || !isfinite(c)) return fed_error(FED_EFORMAT, "privacy: checkpoint has a bad clip norm");
+    if (p->adaptive) p->ac.clip = c;
+    p->eps_max = 0;
+    for (size_t i = 2; i < need; i++) {
+        int client = (int)(i - 2);
+        if (w[i] < 0) return fed_error(FED_EFORMAT, "privacy: checkpoint has negative steps");
+        p->steps[client] = w[i];
+        int rc = client_epsilon(p, client, w[i], &p->eps[client]);
+        if (rc) return rc;
+        if (p->eps[client] > p->eps_max) p->eps_max = p->eps[client];
+    }
+    return 0;
+}
