@@ -263,6 +263,12 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                        cfg->dp_mode, cfg->model);
         goto done;
     }
+    if (fed_privacy_mode(S.priv) == FED_PRIVACY_DPSGD && (!strcmp(cfg->model, "cnn-bn") || !strcmp(cfg->model, "resnet"))) {
+        /* refused here rather than by every client in every round */
+        rc = fed_error(FED_EUNSUPPORTED, "privacy.mode dp-sgd needs per-example gradients, and model %s has "
+                                         "normalization layers that mix examples; use mlp or cnn", cfg->model);
+        goto done;
+    }
     int dpfedavg = fed_privacy_mode(S.priv) == FED_PRIVACY_DPFEDAVG;
 
     S.global = malloc(S.n * sizeof(float));
