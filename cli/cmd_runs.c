@@ -115,6 +115,12 @@ static int runs_show(const char *db, int64_t id, int with_clients) {
     /* a failed run keeps its reason as an attribute; show it where it matters */
     if (fed_store_run_get_text(s, id, "error", &err) == 0) printf("error:   %s\n", err);
     free(err);
+    char *priv = NULL;
+    if (fed_store_run_get_text(s, id, "privacy", &priv) == 0) printf("privacy: %s\n", priv);
+    free(priv);
+    priv = NULL;
+    if (fed_store_run_get_text(s, id, "budget", &priv) == 0) printf("budget:  %s\n", priv);
+    free(priv);
     fed_run_info_free(&info);
     if ((rc = fed_store_get_rounds(s, id, &r, &nr))) { cli_fail("runs", "cannot read the rounds", rc); goto out; }
     if (nr == 0) {
@@ -122,8 +128,19 @@ static int runs_show(const char *db, int64_t id, int with_clients) {
         status = 0;
         goto out;
     }
-    printf("\n%5s  %8s  %9s  %-19s  %9s  %-14s  %12s  %12s  %8s\n", "round", "test_acc", "test_loss",
+    /* columns that only some runs have: privacy spent, the clip, simulated time */
+    int has_eps = 0, has_clip = 0, has_sim = 0;
+    for (int i = 0; i < nr; i++) {
+        has_eps |= !isnan(r[i].epsilon);
+        has_clip |= !isnan(r[i].clip);
+        has_sim |= !isnan(r[i].sim_time_s);
+    }
+    printf("\n%5s  %8s  %9s  %-19s  %9s  %-14s  %12s  %12s  %8s", "round", "test_acc", "test_loss",
            "train_loss", "local_acc", "sel/fin/drop", "bytes_up", "bytes_down", "wall_s");
+    if (has_sim) printf("  %10s", "sim_time_s");
+    if (has_eps) printf("  %9s", "epsilon");
+    if (has_clip) printf("  %8s", "clip");
+    printf("\n");
     for (int i = 0; i < nr; i++) {
         char ta[32], tl[32], tm[32], ts[32], trl[80], la[32], sfd[48], ws[32];
         num(tm, sizeof tm, "%.4f", r[i].train_loss_mean);
@@ -133,10 +150,15 @@ static int runs_show(const char *db, int64_t id, int with_clients) {
         snprintf(sfd, sizeof sfd, "%d/%d/%d", r[i].selected, r[i].finished, r[i].dropped);
         /* "±" is two bytes but one column: pad by hand so the table stays aligned */
         int pad = 19 - (int)strlen(trl) + (isnan(r[i].train_loss_mean) ? 0 : 1);
-        printf("%5d  %8s  %9s  %s%*s  %9s  %-14s  %12" PRId64 "  %12" PRId64 "  %8s\n", r[i].round,
+        printf("%5d  %8s  %9s  %s%*s  %9s  %-14s  %12" PRId64 "  %12" PRId64 "  %8s", r[i].round,
                pct(ta, sizeof ta, r[i].test_accuracy), num(tl, sizeof tl, "%.4f", r[i].test_loss), trl,
                pad > 0 ? pad : 0, "", pct(la, sizeof la, r[i].local_accuracy), sfd, r[i].bytes_up, r[i].bytes_down,
                num(ws, sizeof ws, "%.2f", r[i].wall_s));
+        char ex[32];
+        if (has_sim) printf("  %10s", num(ex, sizeof ex, "%.1f", r[i].sim_time_s));
+        if (has_eps) printf("  %9s", num(ex, sizeof ex, "%.4f", r[i].epsilon));
+        if (has_clip) printf("  %8s", num(ex, sizeof ex, "%.4g", r[i].clip));
+        printf("\n");
     }
     if (with_clients) {
         int last = r[nr - 1].round;

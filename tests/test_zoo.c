@@ -104,5 +104,19 @@ int main(void) {
     CHECK(fed_model_backward(m, NULL) != 0);
     fed_model_free(m);
     fed_model_free(NULL);
+
+    /* cnn-dp: Papernot et al.'s tanh CNN, 28 -> 14 -> 13 -> 5 -> 4, 26,010 parameters */
+    CHECK_OK(fed_model_create(&m, "cnn-dp", NULL));
+    CHECK_EQ_INT(fed_model_num_params(m), 16 * 64 + 16 + 32 * 16 * 16 + 32 + 512 * 32 + 32 + 32 * 10 + 10);
+    const fed_tensor_info *t = fed_model_find_tensor(m, "fc1.weight");
+    CHECK(t && t->shape[0] == 32 && t->shape[1] == 512);
+    t = fed_model_find_tensor(m, "conv1.weight");
+    CHECK(t && t->shape[0] == 16 && t->shape[1] == 1 && t->shape[2] == 8 && t->shape[3] == 8);
+    float x[2 * 784] = {0};
+    int32_t y[2] = {3, 7};
+    float loss;
+    CHECK_OK(fed_model_clipped_grad_sum(m, x, y, 2, 1.0f, &loss, NULL, NULL));
+    CHECK(loss > 0);
+    fed_model_free(m);
     TEST_PASS("test_zoo");
 }

@@ -34,7 +34,7 @@ typedef struct fed_config {
     double capability_spread;   /* capability_spread: range/sigma of the speed factors (0.5) */
     int adapt_to_capability;    /* adapt_to_capability: scale local epochs, batch and lr by capability (false) */
     /* model and local training */
-    char model[32];             /* model: mlp | cnn | cnn-bn | resnet */
+    char model[32];             /* model: mlp | cnn | cnn-bn | resnet | cnn-dp */
     char hidden[64];            /* hidden: mlp hidden sizes, e.g. "200,200" */
     char norm[8];               /* norm: resnet normalization batch | group */
     int local_epochs;           /* local_epochs: E (5) */

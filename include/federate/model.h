@@ -36,7 +36,7 @@ typedef struct fed_model_opts {
 
 /* Fills opts with defaults (all zero, dropout -1). */
 void fed_model_opts_default(fed_model_opts *o);
-/* name: "mlp" | "cnn" | "cnn-bn" | "resnet". opts NULL = defaults.
+/* name: "mlp" | "cnn" | "cnn-bn" | "resnet" | "cnn-dp" (small tanh CNN for DP-SGD). opts NULL = defaults.
  * Parameters are initialized like PyTorch's defaults from seed 0; call
  * fed_model_init_params to choose another seed. */
 int fed_model_create(fed_model **out, const char *name, const fed_model_opts *opts);

@@ -393,6 +393,12 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                         "privacy.target_epsilon %.4g (delta %g); stopping after round %d\n",
                         round, after, cfg->dp_target_epsilon, cfg->dp_delta, round - 1);
                 out->budget_exhausted = 1;
+                if (store) {
+                    char note[200];
+                    snprintf(note, sizeof note, "stopped before round %d: epsilon would reach %.4g > target %.4g",
+                             round, after, cfg->dp_target_epsilon);
+                    fed_store_run_set_text(store, run_id, "budget", note);
+                }
                 break;
             }
         }
