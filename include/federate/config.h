@@ -55,6 +55,8 @@ typedef struct fed_config {
     double lipschitz;           /* lipschitz: q-FedAvg L (0 = 1/learning_rate) */
     /* update pipeline */
     double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
+    char compression[128];      /* compression: codec chain for updates, e.g. "topk:0.01,q8,zstd" ("" = raw float32) */
+    int compression_error_feedback; /* compression_error_feedback: keep what was not sent per client (true) */
     /* differential privacy (the privacy: section) */
     char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */

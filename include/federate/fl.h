@@ -79,6 +79,10 @@ typedef struct fed_pipeline {
 
 /* Stages from the config (clip_norm > 0 adds "clip"; "float32" encoding last). */
 int fed_pipeline_build(const fed_config *cfg, fed_pipeline *p);
+/* 1 if a stage keeps per-client state between rounds (compression's error
+ * feedback); the driver then opens a state store and attaches it. */
+int fed_pipeline_needs_state(const fed_pipeline *p);
+void fed_pipeline_attach_state(fed_pipeline *p, fed_client_state *s);
 void fed_pipeline_free(fed_pipeline *p);
 /* Runs every client stage in order; *wire_bytes = encoded size. */
 int fed_pipeline_client(fed_pipeline *p, const fed_stage_ctx *ctx, float *update, size_t n, int64_t *wire_bytes);

@@ -1,6 +1,7 @@
 /* Run configuration: one table row per fed_config field drives defaults-free
  * parsing (libyaml events), --set overrides, range/choice checks, YAML output and
  * docs/config.md, so a new key is one new row and cannot be half-supported. */
+#include "federate/compress.h"
 #include "federate/config.h"
 
 #include <ctype.h>
@@ -110,6 +111,10 @@ static const fed_config_key keys[] = {
     /* update pipeline */
     {"clip_norm", FED_CONFIG_DOUBLE, FIELD(clip_norm), 0, 1e9, NULL,
      "clip each client update to this L2 norm (0 = off)"},
+    {"compression", FED_CONFIG_STRING, FIELD(compression), NO_RANGE, NULL,
+     "codec chain for client updates, e.g. topk:0.01,q8,zstd (empty = raw float32; see docs/config.md)"},
+    {"compression_error_feedback", FED_CONFIG_BOOL, FIELD(compression_error_feedback), NO_RANGE, NULL,
+     "each client keeps what compression left out and adds it to its next update"},
     /* differential privacy */
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
@@ -196,6 +201,7 @@ void fed_config_default(fed_config *c) {
     c->evaluation_every = 1;
     c->eval_batch_size = 250;
     c->checkpoint_every = 1;
+    c->compression_error_feedback = 1;
     snprintf(c->dp_mode, sizeof c->dp_mode, "none");
     c->dp_noise_multiplier = 1.0;
     c->dp_target_quantile = 0.5;
@@ -795,6 +801,16 @@ int fed_config_validate(const fed_config *c) {
     if (!strcmp(c->client_selection, "capability") && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "client_selection capability needs a capability distribution "
                                      "(capability uniform or lognormal, not none)");
+    if (c->compression[0]) {
+        fed_codec *codec = NULL;
+        int rc = fed_codec_new(&codec, c->compression);
+        fed_codec_free(codec);
+        if (rc) return fed_error(rc, "key 'compression': %s", fed_last_error());
+        if (c->compression_error_feedback && strstr(c->compression, "randk"))
+            return fed_error(FED_EINVAL, "compression '%s': random-k is unbiased but not contractive, so error "
+                                         "feedback can diverge; set compression_error_feedback: false",
+                             c->compression);
+    }
     if (c->adapt_to_capability && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "adapt_to_capability needs a capability distribution "
                                      "(capability uniform or lognormal, not none)");

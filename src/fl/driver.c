@@ -161,6 +161,7 @@ typedef struct run_state {
     fed_privacy *priv;
     float *dp_mean;            /* DP-FedAvg: the noised mean update */
     fed_client_ins *ins;
+    fed_client_state *residuals;   /* compression's error feedback */
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -170,6 +171,7 @@ static void run_state_free(run_state *s) {
     free(s->dp_mean);
     free(s->ins);
     fed_pipeline_free(&s->pipeline);
+    fed_client_state_close(s->residuals);
     fed_client_state_close(s->cstate);
     fed_selector_free(&s->sel);
     fed_model_free(s->model);
@@ -333,6 +335,17 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         char sub[760];
         snprintf(sub, sizeof sub, "%s/run_%lld_%llu", dir, (long long)run_id, (unsigned long long)cfg->seed);
         if ((rc = fed_client_state_open(&S.cstate, sub, S.n, cfg->checkpoint_every + 1))) goto done;
+    }
+    if (fed_pipeline_needs_state(&S.pipeline)) {
+        /* error feedback: each client's residual, on disk like SCAFFOLD's state */
+        char dir[700];
+        if (cfg->state_dir[0]) snprintf(dir, sizeof dir, "%s", cfg->state_dir);
+        else snprintf(dir, sizeof dir, "federate-state");
+        if (mkdir(dir, 0755) && access(dir, W_OK)) { rc = fed_error(FED_EIO, "cannot create state_dir %s", dir); goto done; }
+        char sub[760];
+        snprintf(sub, sizeof sub, "%s/run_%lld_%llu_residual", dir, (long long)run_id, (unsigned long long)cfg->seed);
+        if ((rc = fed_client_state_open(&S.residuals, sub, S.n, cfg->checkpoint_every + 1))) goto done;
+        fed_pipeline_attach_state(&S.pipeline, S.residuals);
     }
     S.env.cfg = cfg;
     S.env.fed = &S.fed;

@@ -3,6 +3,7 @@
  * Built from the config so the round loop never branches on features. */
 #include <stdlib.h>
 #include <string.h>
+#include "federate/compress.h"
 #include "federate/dp.h"
 #include "federate/error.h"
 #include "federate/fl.h"
@@ -37,6 +38,60 @@ static int local_dp_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, si
     return rc;
 }
 
+/* compress: the update goes on the wire as the codec chain's bytes; the
+ * server receives exactly what they decode to, so the simulation trains on
+ * the same lossy updates a deployment would. With error feedback the client
+ * keeps what was not sent (its residual, on disk per client like SCAFFOLD's
+ * state) and adds it to its next update. */
+typedef struct compress_state {
+    fed_codec *codec;
+    int error_feedback;
+    fed_client_state *residuals;   /* attached by the driver; NULL = none */
+} compress_state;
+
+static int compress_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, size_t n, int64_t *bytes) {
+    compress_state *cs = st->state;
+    float *res = NULL;
+    int rc = 0;
+    if (cs->error_feedback && cs->residuals) {
+        res = malloc(n * sizeof(float));
+        if (!res) return fed_error(FED_ENOMEM, "compression: out of memory");
+        if ((rc = fed_client_state_get(cs->residuals, ctx->client, ctx->round, res))) goto out;
+    }
+    fed_codec_ctx cc = {ctx->seed, (uint64_t)ctx->round, (uint64_t)ctx->client};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if ((rc = fed_codec_encode(cs->codec, &cc, u, n, res, &buf, &len))) goto out;
+    rc = fed_codec_decode(cs->codec, buf, len, u, n);
+    free(buf);
+    if (rc) goto out;
+    *bytes = (int64_t)len;
+    if (res) rc = fed_client_state_put(cs->residuals, ctx->client, ctx->round, res);
+out:
+    free(res);
+    return rc;
+}
+
+static void compress_free(fed_stage *st) {
+    compress_state *cs = st->state;
+    if (cs) fed_codec_free(cs->codec);
+    free(cs);
+}
+
+int fed_pipeline_needs_state(const fed_pipeline *p) {
+    for (int i = 0; i < p->count; i++)
+        if (p->stages[i].free_state == compress_free) {
+            const compress_state *cs = p->stages[i].state;
+            if (cs->error_feedback) return 1;
+        }
+    return 0;
+}
+
+void fed_pipeline_attach_state(fed_pipeline *p, fed_client_state *s) {
+    for (int i = 0; i < p->count; i++)
+        if (p->stages[i].free_state == compress_free) ((compress_state *)p->stages[i].state)->residuals = s;
+}
+
 /* float32: the update goes on the wire as raw little-endian floats. */
 static int f32_client(fed_stage *st, const fed_stage_ctx *ctx, float *u, size_t n, int64_t *bytes) {
     (void)st; (void)ctx; (void)u;
@@ -67,6 +122,21 @@ int fed_pipeline_build(const fed_config *cfg, fed_pipeline *p) {
     }
     if (!strcmp(cfg->dp_mode, "dp-fedavg") || !strcmp(cfg->dp_mode, "local")) add(p, "dp-clip")->client_apply = dp_clip_client;
     if (!strcmp(cfg->dp_mode, "local")) add(p, "local-dp")->client_apply = local_dp_client;
+    if (cfg->compression[0]) {
+        compress_state *cs = calloc(1, sizeof *cs);
+        if (!cs) return fed_error(FED_ENOMEM, "pipeline: out of memory");
+        int rc = fed_codec_new(&cs->codec, cfg->compression);
+        if (rc) {
+            free(cs);
+            return fed_error(rc, "key 'compression': %s", fed_last_error());
+        }
+        cs->error_feedback = cfg->compression_error_feedback;
+        fed_stage *st = add(p, "compress");
+        st->state = cs;
+        st->client_apply = compress_client;
+        st->free_state = compress_free;
+        return 0;
+    }
     fed_stage *enc = add(p, "float32");
     enc->client_apply = f32_client;
     return 0;
