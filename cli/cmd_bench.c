@@ -148,11 +148,16 @@ int cmd_bench(int argc, char **argv) {
     if (argc < 3 || strcmp(argv[2], "--help") == 0) {
         printf("usage: federate bench WHAT [FLAGS]\n\n"
                "  train      local training steps on MNIST-shaped data\n"
-               "  aggregate  FedAvg's weighted average of client updates\n");
+               "  aggregate  FedAvg's weighted average of client updates\n"
+               "  compress   encode/decode speed, ratio and error of an update codec\n"
+               "  secagg     one secure aggregation round (client/server cost, bytes)\n"
+               "  train --dp DP-SGD steps (per-example clipping and noise)\n");
         return argc < 3 ? 2 : 0;
     }
     if (strcmp(argv[2], "train") == 0) return bench_train(argc, argv);
     if (strcmp(argv[2], "aggregate") == 0) return bench_aggregate(argc, argv);
-    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train, aggregate)\n", argv[2]);
+    if (strcmp(argv[2], "compress") == 0) return cmd_bench_compress(argc, argv);
+    if (strcmp(argv[2], "secagg") == 0) return cmd_bench_secagg(argc, argv);
+    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train, aggregate, compress, secagg)\n", argv[2]);
     return 2;
 }

@@ -29,5 +29,8 @@ int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_privacy(int argc, char **argv);
+int cmd_bench_compress(int argc, char **argv);
+int cmd_bench_secagg(int argc, char **argv);
+int cmd_secagg_params(int argc, char **argv);
 
 #endif

@@ -16,7 +16,8 @@ static const command commands[] = {
     {"train", cmd_train, "train a model centrally (the baseline for federated runs)"},
     {"evaluate", cmd_evaluate, "evaluate saved weights: accuracy and confusion matrix"},
     {"privacy", cmd_privacy, "epsilon of DP-SGD / DP-FedAvg settings, or the noise for a target epsilon"},
-    {"bench", cmd_bench, "benchmarks: bench train, bench aggregate"},
+    {"secagg-params", cmd_secagg_params, "SecAgg+ neighbourhood degree and Shamir threshold for a threat model"},
+    {"bench", cmd_bench, "benchmarks: bench train | aggregate | compress | secagg"},
     {NULL, NULL, NULL},
 };
 

@@ -23,5 +23,7 @@
 #include "federate/rdp.h"
 #include "federate/crypto.h"
 #include "federate/dp.h"
+#include "federate/compress.h"
+#include "federate/secagg.h"
 
 #endif

@@ -1,0 +1,159 @@
+/* Secure aggregation: the server learns the sum of the clients' vectors and nothing
+ * else, even when clients drop out (Bonawitz et al., CCS 2017), optionally over a
+ * sparse k-regular Harary graph of neighbours (SecAgg+, Bell et al., CCS 2020).
+ * The protocol runs as four stages of byte messages between client and server
+ * state machines, so the same code works in process and over the network;
+ * fed_secagg_sum / fed_secagg_mean drive a whole round in process. */
+#ifndef FEDERATE_SECAGG_H
+#define FEDERATE_SECAGG_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Shamir secret sharing of 32-byte secrets over GF(2^61 - 1) ---------- */
+/* A secret is cut into 8 32-bit chunks, each shared with its own polynomial of
+ * degree t-1; a share is the 8 evaluations at the holder's x (x != 0). */
+#define FED_SHAMIR_CHUNKS 8
+typedef struct fed_shamir_share {
+    uint32_t x;
+    uint64_t y[FED_SHAMIR_CHUNKS];
+} fed_shamir_share;
+
+/* Shares secret among m holders with distinct non-zero xs[i]; any t reconstruct. */
+int fed_shamir_split(const uint8_t secret[32], int t, const uint32_t *xs, int m, fed_shamir_share *out);
+/* Reconstructs from the first t of count shares (FED_EINVAL when count < t,
+ * FED_EFORMAT when the shares are inconsistent with a 32-byte secret). */
+int fed_shamir_combine(const fed_shamir_share *shares, int count, int t, uint8_t secret[32]);
+
+/* ---- Configuration ------------------------------------------------------- */
+typedef struct fed_secagg_cfg {
+    int n;                  /* clients in the round; protocol ids are 0..n-1 */
+    int degree;             /* neighbours per client: <= 0 or >= n-1 means the full graph
+                               (classic SecAgg); otherwise an even k for a Harary graph */
+    int threshold;          /* t: shares needed to rebuild a secret (a client holds a
+                               share of its own secrets too, so 1 <= t <= degree + 1) */
+    int ring_bits;          /* R = 2^ring_bits (1..64) when modulus is 0 */
+    uint64_t modulus;       /* R >= 2 explicitly (rejection-sampled masks) when not 0 */
+    uint64_t round;         /* bound into every derived key and ciphertext */
+    uint8_t graph_seed[32]; /* server randomness that permutes ids around the Harary ring */
+    int threads;            /* worker threads of the in-process driver and the server */
+} fed_secagg_cfg;
+
+/* Full graph, t = floor(n/2) + 1, R = 2^32, one thread, random graph seed. */
+int fed_secagg_cfg_default(fed_secagg_cfg *cfg, int n);
+/* SecAgg+ degree k and threshold t for n clients of which a fraction adv may be
+ * adversarial and a fraction drop may drop out, with statistical security 2^-40
+ * and failure probability 2^-20 (the method of Google's production code,
+ * fcp/secagg/server/graph_parameter_finder.cc). semi_malicious selects the
+ * semi-malicious server threat model. FED_ERANGE when infeasible. */
+int fed_secagg_harary_params(int n, double adv, double drop, int semi_malicious, int *degree, int *threshold);
+/* Sets cfg->degree/threshold from fed_secagg_harary_params, or the full graph with
+ * the matching threshold when the finder needs k >= n - 1. */
+int fed_secagg_cfg_plus(fed_secagg_cfg *cfg, double adv, double drop, int semi_malicious);
+int fed_secagg_cfg_check(const fed_secagg_cfg *cfg);
+
+/* ---- Client state machine ------------------------------------------------ */
+typedef struct fed_secagg_client fed_secagg_client;
+int fed_secagg_client_new(fed_secagg_client **out, const fed_secagg_cfg *cfg, uint32_t id);
+void fed_secagg_client_free(fed_secagg_client *c);
+/* Each step reads the server's message for this client and writes the client's
+ * next message into *out (malloc'd, the caller frees). A step that fails leaves
+ * no message: the client has dropped out (or refused, e.g. when asked to reveal
+ * both shares of one peer). */
+int fed_secagg_client_advertise(fed_secagg_client *c, uint8_t **out, size_t *out_len);
+int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
+                                 size_t *out_len);
+/* x: L ring elements, each < R. */
+int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size_t in_len, const uint64_t *x,
+                                   size_t L, uint8_t **out, size_t *out_len);
+int fed_secagg_client_unmask(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
+                             size_t *out_len);
+
+/* ---- Server state machine ------------------------------------------------ */
+typedef struct fed_secagg_server fed_secagg_server;
+int fed_secagg_server_new(fed_secagg_server **out, const fed_secagg_cfg *cfg, size_t L);
+void fed_secagg_server_free(fed_secagg_server *s);
+/* Stage now collecting client messages: 0 advertise, 1 share keys, 2 masked
+ * input, 3 unmasking, 4 done, -1 failed. */
+int fed_secagg_server_stage(const fed_secagg_server *s);
+/* Takes client from's message for the current stage. A malformed, inconsistent,
+ * duplicate or unexpected message is refused with an error code and the sender
+ * is dropped from the round (at stage 3: its answer is ignored); the round goes on. */
+int fed_secagg_server_receive(fed_secagg_server *s, uint32_t from, const uint8_t *msg, size_t len);
+/* Closes the current stage. FED_ESTATE (round failed, with a message) when fewer
+ * than t clients remain or a secret cannot be rebuilt. Closing stage 3 unmasks. */
+int fed_secagg_server_finish_stage(fed_secagg_server *s);
+/* The server's message to client `to` opening the current stage (after a
+ * finish_stage); FED_ESTATE when that client is no longer in the round. */
+int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, size_t *out_len);
+/* After stage 3 closed: the sum mod R of the included clients' inputs, and
+ * included[u] = 1 for each client whose input is in it (n bytes, may be NULL). */
+int fed_secagg_server_result(const fed_secagg_server *s, uint64_t *sum, uint8_t *included);
+/* Clients refused so far for bad messages (offender[u] = 1, n bytes). */
+int fed_secagg_server_offenders(const fed_secagg_server *s, uint8_t *offender);
+
+/* ---- In-process rounds --------------------------------------------------- */
+typedef struct fed_secagg_stats {
+    double client_ms;          /* one client's compute over all stages (CPU time, mean) */
+    double client_stage_ms[4];
+    double server_ms;          /* server compute, all stages (wall time) */
+    double server_stage_ms[4]; /* per stage: receiving + closing it */
+    double server_cpu_ms;      /* server CPU time summed over its threads: wall time on an
+                                  idle machine is about this / threads */
+    double bytes_per_client;   /* up + down, mean over clients that finished */
+    int survivors;             /* inputs in the sum */
+    int finished;              /* clients that sent all four messages */
+} fed_secagg_stats;
+
+/* drop_at[u] in 0..4: client u stops before sending its stage drop_at[u] message
+ * (4 = never drops). Draws a schedule: client drops at stage s with probability
+ * p[s] given that it reached s; stream (seed, round, FED_RNG_DROPOUT_CLIENT). */
+void fed_secagg_drop_schedule(int n, const double p[4], uint64_t seed, uint64_t round, uint8_t *drop_at);
+
+/* Fills x (L ring elements < R) with client u's input. */
+typedef int (*fed_secagg_input_fn)(void *ctx, int client, uint64_t *x, size_t L);
+/* One round with cfg->n simulated clients (cfg->threads threads; the result does
+ * not depend on it). drop_at may be NULL. sum_out: L elements; included: n bytes
+ * or NULL; stats may be NULL. */
+int fed_secagg_sim_run(const fed_secagg_cfg *cfg, size_t L, fed_secagg_input_fn input, void *ctx,
+                       const uint8_t *drop_at, uint64_t *sum_out, uint8_t *included, fed_secagg_stats *stats);
+/* Same, from an array of n input vectors. */
+int fed_secagg_sum(const fed_secagg_cfg *cfg, const uint64_t *const *inputs, size_t L, const uint8_t *drop_at,
+                   uint64_t *sum_out, uint8_t *included, fed_secagg_stats *stats);
+
+/* ---- Floats <-> ring ----------------------------------------------------- */
+typedef struct fed_secagg_enc {
+    double clip;       /* coordinates clipped to [-clip, clip] */
+    int bits;          /* quantization levels 2^bits (1..52) */
+    int ring_bits;     /* 0: bits + ceil(log2 n); else explicit and checked against overflow */
+    double weight_max; /* weights lie in [0, weight_max] */
+    uint64_t seed;     /* stochastic rounding stream (seed, round, client, FED_RNG_QUANT) */
+    uint64_t round;
+} fed_secagg_enc;
+
+void fed_secagg_enc_default(fed_secagg_enc *e); /* clip 1, 16 bits, auto ring, weights <= 1 */
+/* The ring size for n clients; FED_ERANGE when the sum of n inputs could overflow. */
+int fed_secagg_enc_ring_bits(const fed_secagg_enc *e, int n, int *ring_bits);
+/* out[0..d): quantized weight/weight_max * clip(x); out[d]: the quantized weight. */
+int fed_secagg_encode(const fed_secagg_enc *e, int client, const float *x, size_t d, double weight, uint64_t *out);
+/* Weighted mean from the sum of m encoded vectors (d + 1 elements). */
+int fed_secagg_decode_mean(const fed_secagg_enc *e, int m, const uint64_t *sum, size_t d, float *mean,
+                           double *weight_sum);
+/* The round driver's call: k clients with float updates[i] (d floats) and
+ * weights[i]; securely sums the encoded updates of the clients that survive
+ * drop_at (NULL: none drop) and writes their weighted mean. cfg->n must be k;
+ * its ring size is replaced by the encoding's. included: k bytes or NULL. */
+int fed_secagg_mean(const fed_secagg_cfg *cfg, const fed_secagg_enc *enc, int k, const float *const *updates,
+                    const double *weights, size_t d, const uint8_t *drop_at, float *mean, uint8_t *included,
+                    fed_secagg_stats *stats);
+
+/* ---- Distributed DP ------------------------------------------------------ */
+struct fed_dp_noise;
+/* Adds exact discrete Gaussian noise N_Z(0, sigma2_num / sigma2_den) (the privacy
+ * module's fed_dp_discrete_gaussian, from the stream ns: seeded in simulation,
+ * secure in deployment) to each of L quantized ring elements, mod 2^ring_bits,
+ * before masking. Leave headroom in the ring for the noise and read the decoded
+ * sum as signed. */
+int fed_secagg_add_dgauss(struct fed_dp_noise *ns, uint64_t *x, size_t L, int ring_bits, uint64_t sigma2_num,
+                          uint64_t sigma2_den);
+
+#endif
