@@ -32,5 +32,10 @@ int cmd_privacy(int argc, char **argv);
 int cmd_bench_compress(int argc, char **argv);
 int cmd_bench_secagg(int argc, char **argv);
 int cmd_secagg_params(int argc, char **argv);
+int cmd_server(int argc, char **argv);
+int cmd_client(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_enroll(int argc, char **argv);
 
 #endif

@@ -11,6 +11,11 @@ typedef struct command {
 
 static const command commands[] = {
     {"run", cmd_run, "simulate a federation from a YAML config (the main job)"},
+    {"server", cmd_server, "coordinator of a networked federation (TLS, signed uploads)"},
+    {"client", cmd_client, "client daemon of a networked federation"},
+    {"certs", cmd_certs, "TLS certificates (CA, server, clients) for a test federation"},
+    {"keygen", cmd_keygen, "a client's Ed25519 signing key"},
+    {"enroll", cmd_enroll, "enroll a client's public key with the coordinator"},
     {"partition", cmd_partition, "split a data set into per-client folders"},
     {"runs", cmd_runs, "list, show and compare runs in the experiment store"},
     {"train", cmd_train, "train a model centrally (the baseline for federated runs)"},
@@ -24,7 +29,7 @@ static const command commands[] = {
 static void usage(FILE *out) {
     fprintf(out, "federate %s: privacy-preserving federated learning\n\nusage: federate COMMAND [FLAGS]\n\ncommands:\n",
             FEDERATE_VERSION);
-    for (const command *c = commands; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-14s %s\n", c->name, c->summary);
     fprintf(out, "\nfederate COMMAND --help shows a command's flags.\n");
 }
 

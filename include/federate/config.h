@@ -57,6 +57,14 @@ typedef struct fed_config {
     double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
     char compression[128];      /* compression: codec chain for updates, e.g. "topk:0.01,q8,zstd" ("" = raw float32) */
     int compression_error_feedback; /* compression_error_feedback: keep what was not sent per client (true) */
+    /* secure aggregation (the secure_aggregation: section) */
+    int sa_enabled;             /* secure_aggregation.enabled (false) */
+    char sa_graph[8];           /* secure_aggregation.graph: full | harary */
+    double sa_clip;             /* secure_aggregation.clipping_range: coordinates clipped to [-c, c] (1.0) */
+    int sa_bits;                /* secure_aggregation.bits: quantization bits (16) */
+    double sa_adversarial;      /* secure_aggregation.adversarial_fraction (0.05) */
+    double sa_dropout;          /* secure_aggregation.dropout_fraction: tolerated drop-outs (0.3) */
+    double sa_stage_dropout;    /* secure_aggregation.stage_dropout: simulated drop-out per protocol stage (0) */
     /* differential privacy (the privacy: section) */
     char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */

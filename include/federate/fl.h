@@ -133,6 +133,28 @@ int fed_privacy_state_size(const fed_privacy *p, size_t *len);
 int fed_privacy_state_get(const fed_privacy *p, int64_t *words, size_t len);
 int fed_privacy_state_set(fed_privacy *p, const int64_t *words, size_t len);
 
+/* ---- secure aggregation in a round --------------------------------------- */
+
+/* src/fl/secure_round.c: with secure_aggregation.enabled, the finished
+ * clients' updates are summed under masks (SecAgg, or SecAgg+ on a Harary
+ * graph) and the server gets only their weighted mean. */
+typedef struct fed_secure_agg fed_secure_agg;
+typedef struct fed_secure_agg_report {
+    int participants, survivors;   /* clients that began the protocol / whose inputs are in the sum */
+    int degree, threshold;         /* neighbours per client, Shamir threshold t */
+    double client_ms, server_ms;   /* one client's compute, the server's */
+    double bytes_per_client;       /* protocol traffic, up and down */
+} fed_secure_agg_report;
+/* NULL in *out when secure aggregation is off. */
+int fed_secure_agg_new(fed_secure_agg **out, const fed_config *cfg, const fed_federation *fed);
+void fed_secure_agg_free(fed_secure_agg *sa);
+/* Securely averages the finished results (weights: num_examples) into mean (n
+ * floats). Clients that drop out during the protocol become FED_RESULT_DROPPED;
+ * the survivors' bytes_up become their protocol traffic. FED_ESTATE when fewer
+ * than the threshold survive: the caller leaves the global model unchanged. */
+int fed_secure_agg_round(fed_secure_agg *sa, int round, struct fed_result *res, int k, float *mean, size_t n,
+                         fed_secure_agg_report *rep);
+
 /* ---- a client's work ---------------------------------------------------- */
 
 /* Append-only. */

@@ -27,6 +27,7 @@ static const char *const capabilities[] = {"none", "uniform", "lognormal", NULL}
 static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", "cnn-dp", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
+static const char *const sa_graphs[] = {"full", "harary", NULL};
 static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", NULL};
 static const char *const noise_sources[] = {"seeded", "secure", NULL};
 static const char *const conversions[] = {"improved", "classic", NULL};
@@ -115,6 +116,21 @@ static const fed_config_key keys[] = {
      "codec chain for client updates, e.g. topk:0.01,q8,zstd (empty = raw float32; see docs/config.md)"},
     {"compression_error_feedback", FED_CONFIG_BOOL, FIELD(compression_error_feedback), NO_RANGE, NULL,
      "each client keeps what compression left out and adds it to its next update"},
+    /* secure aggregation */
+    {"secure_aggregation.enabled", FED_CONFIG_BOOL, FIELD(sa_enabled), NO_RANGE, NULL,
+     "the server learns only the sum of the clients' updates (Bonawitz et al. 2017)"},
+    {"secure_aggregation.graph", FED_CONFIG_STRING, FIELD(sa_graph), NO_RANGE, sa_graphs,
+     "full (every pair of clients masks) or harary (SecAgg+: a sparse random graph, Bell et al. 2020)"},
+    {"secure_aggregation.clipping_range", FED_CONFIG_DOUBLE, FIELD(sa_clip), 0, 1e9, NULL,
+     "each update coordinate is clipped to [-c, c] before quantization"},
+    {"secure_aggregation.bits", FED_CONFIG_INT, FIELD(sa_bits), 1, 52, NULL,
+     "quantization bits per coordinate (stochastic rounding)"},
+    {"secure_aggregation.adversarial_fraction", FED_CONFIG_DOUBLE, FIELD(sa_adversarial), 0, 0.5, NULL,
+     "harary: fraction of clients that may collude with the server"},
+    {"secure_aggregation.dropout_fraction", FED_CONFIG_DOUBLE, FIELD(sa_dropout), 0, 0.9, NULL,
+     "harary: fraction of clients that may drop out during the protocol"},
+    {"secure_aggregation.stage_dropout", FED_CONFIG_DOUBLE, FIELD(sa_stage_dropout), 0, 0.9, NULL,
+     "simulation: probability that a client drops out at each protocol stage"},
     /* differential privacy */
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
@@ -202,6 +218,11 @@ void fed_config_default(fed_config *c) {
     c->eval_batch_size = 250;
     c->checkpoint_every = 1;
     c->compression_error_feedback = 1;
+    snprintf(c->sa_graph, sizeof c->sa_graph, "full");
+    c->sa_clip = 1.0;
+    c->sa_bits = 16;
+    c->sa_adversarial = 0.05;
+    c->sa_dropout = 0.3;
     snprintf(c->dp_mode, sizeof c->dp_mode, "none");
     c->dp_noise_multiplier = 1.0;
     c->dp_target_quantile = 0.5;
@@ -810,6 +831,21 @@ int fed_config_validate(const fed_config *c) {
             return fed_error(FED_EINVAL, "compression '%s': random-k is unbiased but not contractive, so error "
                                          "feedback can diverge; set compression_error_feedback: false",
                              c->compression);
+    }
+    if (c->sa_enabled) {
+        static const char *const ok[] = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", NULL};
+        int found = 0;
+        for (const char *const *s = ok; *s; s++) found |= !strcmp(c->strategy, *s);
+        if (!found)
+            return fed_error(FED_EINVAL, "secure_aggregation works with strategies that need only the weighted mean "
+                                         "of the updates (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), "
+                                         "not %s", c->strategy);
+        if (!strcmp(c->dp_mode, "dp-fedavg"))
+            return fed_error(FED_EINVAL, "secure_aggregation with privacy.mode dp-fedavg needs distributed noise "
+                                         "(added by the clients before masking), which is not built yet; use "
+                                         "privacy.mode local, or dp-fedavg without secure_aggregation");
+        if (!(c->sa_clip > 0))
+            return fed_error(FED_EINVAL, "secure_aggregation.clipping_range must be > 0 (got %g)", c->sa_clip);
     }
     if (c->adapt_to_capability && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "adapt_to_capability needs a capability distribution "

@@ -162,6 +162,8 @@ typedef struct run_state {
     float *dp_mean;            /* DP-FedAvg: the noised mean update */
     fed_client_ins *ins;
     fed_client_state *residuals;   /* compression's error feedback */
+    fed_secure_agg *secagg;
+    float *sa_mean;                /* secure aggregation: the weighted mean the server learns */
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -172,6 +174,8 @@ static void run_state_free(run_state *s) {
     free(s->ins);
     fed_pipeline_free(&s->pipeline);
     fed_client_state_close(s->residuals);
+    fed_secure_agg_free(s->secagg);
+    free(s->sa_mean);
     fed_client_state_close(s->cstate);
     fed_selector_free(&s->sel);
     fed_model_free(s->model);
@@ -272,6 +276,17 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         goto done;
     }
     int dpfedavg = fed_privacy_mode(S.priv) == FED_PRIVACY_DPFEDAVG;
+    if ((rc = fed_secure_agg_new(&S.secagg, cfg, &S.fed))) goto done;
+    if (S.secagg && S.nb) {
+        rc = fed_error(FED_EUNSUPPORTED, "secure_aggregation: model %s has BatchNorm statistics that would reach the "
+                                         "server unmasked; use a model without BatchNorm (mlp, cnn, cnn-dp, or resnet "
+                                         "with norm: group)", cfg->model);
+        goto done;
+    }
+    if (S.secagg && !(S.sa_mean = malloc(S.n * sizeof(float)))) {
+        rc = fed_error(FED_ENOMEM, "run: out of memory");
+        goto done;
+    }
 
     S.global = malloc(S.n * sizeof(float));
     S.gbuf = malloc((S.nb ? S.nb : 1) * sizeof(float));
@@ -421,6 +436,21 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if ((rc = tr->collect(tr, S.results, K, 0))) goto done;
         }
 
+        /* secure aggregation: the server gets only the survivors' weighted mean */
+        int sa_ok = 0;
+        if (S.secagg && K > 0) {
+            fed_secure_agg_report sr;
+            rc = fed_secure_agg_round(S.secagg, round, S.results, K, S.sa_mean, S.n, &sr);
+            if (rc == FED_ESTATE || rc == FED_ERANGE) {
+                fprintf(stderr, "federate: round %d: secure aggregation failed, the global model is unchanged: %s\n",
+                        round, fed_last_error());
+                rc = 0;
+            } else if (rc) {
+                goto done;
+            } else {
+                sa_ok = 1;
+            }
+        }
         /* results in client-id order; the aggregate sees only finished ones */
         int fin = 0;
         fed_round_metrics m;
@@ -480,6 +510,12 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if (!fed_vec_all_finite(S.global, S.n)) {
                 rc = fed_error(FED_ERANGE, "round %d: the global model diverged (NaN/Inf)", round);
                 goto done;
+            }
+        } else if (S.secagg) {
+            if (sa_ok && fin >= cfg->min_clients) {
+                fed_client_res one = {.client = -1, .delta = S.sa_mean, .num_examples = 1, .steps = 1,
+                                      .lr = defaults.lr, .train_loss = m.train_loss_mean};
+                if ((rc = S.strategy->aggregate_fit(S.strategy, round, &one, 1, S.global))) goto done;
             }
         } else if (fin >= cfg->min_clients && fin > 0) {
             if ((rc = S.strategy->aggregate_fit(S.strategy, round, S.cres, fin, S.global))) goto done;

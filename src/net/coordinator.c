@@ -1,0 +1,1358 @@
+/* The coordinator: an HTTP/1.1 server (libmicrohttpd over GnuTLS) that is one
+ * more fed_transport. broadcast() publishes the round's tasks and global model,
+ * client daemons long-poll for them and upload signed results, collect() waits
+ * for the results until the quorum or the deadline, and the shared round driver
+ * does everything else exactly as in simulation. Also the management API
+ * (/api/...) and Prometheus metrics (/metrics). Protocol: docs/protocol.md. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <gnutls/gnutls.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "federate/error.h"
+#include "federate/net.h"
+#include "federate/vec.h"
+
+#define NONCE_RING 512
+#define TS_WINDOW_S 300
+
+enum { PH_WAITING = 0, PH_RUNNING, PH_FINISHED, PH_FAILED, PH_STOPPED };
+static const char *const phase_names[] = {"waiting", "running", "finished", "failed", "stopped"};
+enum { K_NONE = 0, K_FIT = 1, K_EVAL = 2 };
+enum { SL_OPEN = 0, SL_DONE = 1, SL_CLOSED = 2 };
+
+/* Rejection reasons, the label values of federate_requests_rejected_total. */
+enum {
+    R_UNSIGNED, R_BAD_SIGNATURE, R_UNKNOWN_CLIENT, R_REPLAY, R_STALE_TIMESTAMP, R_LATE, R_TOO_LARGE,
+    R_MALFORMED_JSON, R_MALFORMED_BODY, R_BAD_TENSOR, R_NON_FINITE, R_NORM, R_WRONG_RUN, R_NOT_REGISTERED,
+    R_NO_TASK, R_UNAUTHORIZED, R_NOT_FOUND, R_CLIENT_CERT, R_NREASONS
+};
+static const char *const reason_names[R_NREASONS] = {
+    "unsigned", "bad_signature", "unknown_client", "replay", "stale_timestamp", "late", "too_large",
+    "malformed_json", "malformed_body", "bad_tensor", "non_finite", "norm", "wrong_run", "not_registered",
+    "no_task", "unauthorized", "not_found", "client_certificate"};
+
+typedef struct client_rec {
+    int registered;
+    size_t train_n, test_n;
+    double last_seen;
+    uint8_t nonces[NONCE_RING][16];
+    int nonce_pos, nonce_count;
+    int slot;                 /* index of its task in the open phase, or -1 */
+    int delivered_round;      /* last round whose fit result was accepted */
+    int delivered_eval_round;
+    int saw_finish;
+    int64_t accepted, rejected;
+} client_rec;
+
+typedef struct round_rec {
+    fed_round_metrics m;
+    fed_client_metrics *cm;
+    int ncm;
+} round_rec;
+
+struct fed_coordinator {
+    fed_config cfg;
+    fed_server_opts so;
+    struct MHD_Daemon *d;
+    int port;
+    char *cert_pem, *key_pem, *client_ca_pem;
+    fed_store *store;
+    fed_allowlist *allow;
+    char token[256];
+    int has_token;
+    fed_transport transport;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int nclients, nregistered, num_classes;
+    client_rec *clients;
+    int32_t *labels;          /* nclients x num_classes */
+    int phase, started;
+    volatile int stop;
+    int64_t run_id;
+    /* the model and its bodies */
+    fed_model *proto;
+    size_t n, nb;
+    int scaffold;
+    void *body, *body_z;
+    size_t body_len, body_z_len;
+    /* the open phase */
+    int kind, round, k, need, ndone, open;
+    double deadline, phase_start;
+    const fed_task *tasks;
+    int *slot_state;
+    float *deltas, *deltas_c, *bufs;
+    fed_result *res;
+    fed_eval_res *evres;
+    int cap;
+    /* history and counters */
+    round_rec *rounds;
+    int nrounds, rounds_cap;
+    int64_t rounds_completed, accepted, rejected[R_NREASONS], rejected_updates[R_NREASONS];
+    int64_t bytes_in, bytes_out;
+    double dur_sum, dur_last;
+    double final_accuracy;
+};
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void abs_deadline(struct timespec *ts, double secs) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    double s = (double)ts->tv_sec + 1e-9 * (double)ts->tv_nsec + secs;
+    ts->tv_sec = (time_t)s;
+    ts->tv_nsec = (long)((s - (double)ts->tv_sec) * 1e9);
+}
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "federate server: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* ---- HTTP helpers ------------------------------------------------------------ */
+
+typedef struct conn {
+    char *body;
+    size_t len, cap;
+    int too_big;
+} conn;
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, fed_coordinator *co, unsigned status, const char *ctype,
+                                const void *data, size_t len, const char *encoding) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "X-Federate-Protocol", "1");
+    if (encoding) MHD_add_response_header(r, "Content-Encoding", encoding);
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    pthread_mutex_lock(&co->mu);
+    co->bytes_out += (int64_t)len;
+    pthread_mutex_unlock(&co->mu);
+    return ok;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, fed_coordinator *co, unsigned status, json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return MHD_NO;
+    size_t len = strlen(s);
+    s[len] = '\0';
+    enum MHD_Result r = send_buf(c, co, status, "application/json", s, len, NULL);
+    free(s);
+    return r;
+}
+
+/* A rejection: counted by reason, answered with {"error": message, "reason": ...}. */
+static enum MHD_Result reject(struct MHD_Connection *c, fed_coordinator *co, unsigned status, int reason, int is_update,
+                              int client, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static enum MHD_Result reject(struct MHD_Connection *c, fed_coordinator *co, unsigned status, int reason, int is_update,
+                              int client, const char *fmt, ...) {
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&co->mu);
+    co->rejected[reason]++;
+    if (is_update) co->rejected_updates[reason]++;
+    if (client >= 0 && client < co->nclients) co->clients[client].rejected++;
+    pthread_mutex_unlock(&co->mu);
+    if (is_update || reason != R_NOT_FOUND) logf_("rejected (%u %s): %s", status, reason_names[reason], msg);
+    return send_json(c, co, status, json_pack("{s:s, s:s}", "error", msg, "reason", reason_names[reason]));
+}
+
+static const char *hdr(struct MHD_Connection *c, const char *name) {
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (*end || errno) return -1;
+    *v = x;
+    return 0;
+}
+
+/* ---- authentication ---------------------------------------------------------- */
+
+typedef struct auth {
+    int client, round;
+    int64_t run;
+} auth;
+
+/* Checks the signature headers of a client request. Returns 1 when the request
+ * was answered (rejected), 0 when authenticated. */
+static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const char *method, const char *url,
+                        const conn *cn, int is_update, auth *a, enum MHD_Result *ret) {
+    const char *names[] = {"X-Federate-Client", "X-Federate-Timestamp", "X-Federate-Nonce", "X-Federate-Signature"};
+    const char *v[4];
+    for (int i = 0; i < 4; i++) {
+        v[i] = hdr(c, names[i]);
+        if (!v[i]) {
+            *ret = reject(c, co, 401, R_UNSIGNED, is_update, -1, "unsigned request: header %s is missing", names[i]);
+            return 1;
+        }
+    }
+    int64_t id, ts, run = 0, round = 0;
+    if (parse_i64(v[0], &id) || id < 0 || id >= co->nclients) {
+        *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, -1, "unknown client '%.40s' (ids are 0..%d)", v[0], co->nclients - 1);
+        return 1;
+    }
+    if ((hdr(c, "X-Federate-Run") && parse_i64(hdr(c, "X-Federate-Run"), &run)) ||
+        (hdr(c, "X-Federate-Round") && parse_i64(hdr(c, "X-Federate-Round"), &round)) || round < 0 || round > 1 << 30) {
+        *ret = reject(c, co, 400, R_MALFORMED_BODY, is_update, (int)id, "X-Federate-Run / X-Federate-Round must be integers");
+        return 1;
+    }
+    uint8_t pk[FED_SIGN_PUBLICKEYBYTES], sig[FED_SIGN_BYTES], nonce[16];
+    if (fed_allowlist_get(co->allow, (int)id, pk)) {
+        *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, (int)id, "client %d is not enrolled (federate enroll)", (int)id);
+        return 1;
+    }
+    if (strlen(v[2]) != 32 || fed_hex_decode(nonce, sizeof nonce, v[2])) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Nonce must be 32 hex digits");
+        return 1;
+    }
+    if (strlen(v[3]) != 2 * FED_SIGN_BYTES || fed_hex_decode(sig, sizeof sig, v[3])) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Signature must be 128 hex digits");
+        return 1;
+    }
+    if (parse_i64(v[1], &ts)) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Timestamp must be an integer (Unix seconds)");
+        return 1;
+    }
+    char text[1024];
+    int tl = fed_net_signed_text(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2], cn ? cn->body : NULL,
+                                 cn ? cn->len : 0);
+    if (tl < 0 || fed_sign_verify(sig, text, (size_t)tl, pk)) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "bad signature for client %d", (int)id);
+        return 1;
+    }
+    int64_t now = (int64_t)time(NULL);
+    if (ts < now - TS_WINDOW_S || ts > now + TS_WINDOW_S) {
+        *ret = reject(c, co, 401, R_STALE_TIMESTAMP, is_update, (int)id,
+                      "timestamp %" PRId64 " is more than %d s from the server's clock (%" PRId64 ")", ts, TS_WINDOW_S, now);
+        return 1;
+    }
+    pthread_mutex_lock(&co->mu);
+    client_rec *cr = &co->clients[id];
+    int seen = 0;
+    for (int i = 0; i < cr->nonce_count && !seen; i++) seen = memcmp(cr->nonces[i], nonce, 16) == 0;
+    if (!seen) {
+        memcpy(cr->nonces[cr->nonce_pos], nonce, 16);
+        cr->nonce_pos = (cr->nonce_pos + 1) % NONCE_RING;
+        if (cr->nonce_count < NONCE_RING) cr->nonce_count++;
+        cr->last_seen = now_s();
+    }
+    pthread_mutex_unlock(&co->mu);
+    if (seen) {
+        *ret = reject(c, co, 403, R_REPLAY, is_update, (int)id, "replayed request: nonce %s was already used by client %d", v[2], (int)id);
+        return 1;
+    }
+    a->client = (int)id;
+    a->run = run;
+    a->round = (int)round;
+    return 0;
+}
+
+/* ---- client endpoints ----------------------------------------------------------- */
+
+static enum MHD_Result h_register(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
+    json_error_t err;
+    json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return reject(c, co, 400, R_MALFORMED_JSON, 0, a->client, "register: body is not a JSON object (%s)", j ? "" : err.text);
+    }
+    json_t *tn = json_object_get(j, "train_examples"), *te = json_object_get(j, "test_examples");
+    json_t *lc = json_object_get(j, "label_counts"), *pv = json_object_get(j, "protocol");
+    const char *bad = NULL;
+    if (!json_is_integer(pv) || json_integer_value(pv) != FED_PROTOCOL_VERSION) bad = "\"protocol\" must be 1";
+    else if (!json_is_integer(tn) || json_integer_value(tn) < 1 || json_integer_value(tn) > INT32_MAX) bad = "\"train_examples\" must be a positive integer";
+    else if (!json_is_integer(te) || json_integer_value(te) < 0 || json_integer_value(te) > INT32_MAX) bad = "\"test_examples\" must be a non-negative integer";
+    else if (lc && (!json_is_array(lc) || (int)json_array_size(lc) != co->num_classes)) bad = "\"label_counts\" must list one count per class";
+    if (bad) {
+        json_decref(j);
+        return reject(c, co, 400, R_MALFORMED_JSON, 0, a->client, "register: %s", bad);
+    }
+    pthread_mutex_lock(&co->mu);
+    client_rec *cr = &co->clients[a->client];
+    size_t ntr = (size_t)json_integer_value(tn), nte = (size_t)json_integer_value(te);
+    if (co->phase != PH_WAITING && cr->registered && (cr->train_n != ntr || cr->test_n != nte)) {
+        pthread_mutex_unlock(&co->mu);
+        json_decref(j);
+        return reject(c, co, 409, R_MALFORMED_JSON, 0, a->client,
+                      "register: client %d reported %zu/%zu examples before the run started and %zu/%zu now", a->client,
+                      cr->train_n, cr->test_n, ntr, nte);
+    }
+    if (!cr->registered) co->nregistered++;
+    cr->registered = 1;
+    cr->train_n = ntr;
+    cr->test_n = nte;
+    for (int i = 0; lc && i < co->num_classes; i++)
+        if (!json_is_integer(json_array_get(lc, (size_t)i)) || json_integer_value(json_array_get(lc, (size_t)i)) < 0 ||
+            json_integer_value(json_array_get(lc, (size_t)i)) > INT32_MAX) lc = NULL;
+    for (int i = 0; lc && i < co->num_classes; i++)
+        co->labels[(size_t)a->client * co->num_classes + i] = (int32_t)json_integer_value(json_array_get(lc, (size_t)i));
+    int64_t run = co->run_id;
+    int phase = co->phase;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    json_decref(j);
+    char *yaml = fed_config_to_yaml(&co->cfg);
+    if (!yaml) return MHD_NO;
+    json_t *r = json_pack("{s:i, s:I, s:s, s:i, s:s, s:i}", "protocol", FED_PROTOCOL_VERSION, "run_id", (json_int_t)run,
+                          "phase", phase_names[phase], "num_clients", co->nclients, "config", yaml, "long_poll",
+                          co->so.long_poll);
+    free(yaml);
+    return send_json(c, co, 200, r);
+}
+
+static json_t *task_json(fed_coordinator *co, int slot) {
+    const fed_task *t = &co->tasks[slot];
+    double left = co->deadline - now_s();
+    json_t *j = json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:f, s:I, s:f, s:b, s:b, s:f}", "kind",
+                          co->kind == K_FIT ? "fit" : "evaluate", "run_id", (json_int_t)co->run_id, "round", co->round,
+                          "client", t->client, "local_epochs", t->ins.local_epochs, "batch_size", t->ins.batch_size, "lr",
+                          (double)t->ins.lr, "max_steps", (json_int_t)t->ins.max_steps, "prox_mu", (double)t->ins.prox_mu,
+                          "scaffold", t->ins.scaffold, "want_loss_before", t->ins.want_loss_before, "deadline_s",
+                          left > 0 ? left : 0.0);
+    /* differential privacy instructions (floats sent as doubles: exact) */
+    json_t *dp = json_pack("{s:f, s:f, s:f, s:f, s:b}", "dpsgd_clip", (double)t->ins.dpsgd_clip, "dpsgd_noise",
+                           (double)t->ins.dpsgd_noise, "update_clip", (double)t->ins.update_clip, "local_noise",
+                           (double)t->ins.local_noise, "secure_noise", t->ins.secure_noise);
+    if (j && dp) json_object_update(j, dp);
+    json_decref(dp);
+    return j;
+}
+
+static enum MHD_Result h_task(struct MHD_Connection *c, fed_coordinator *co, const auth *a) {
+    pthread_mutex_lock(&co->mu);
+    client_rec *cr = &co->clients[a->client];
+    if (!cr->registered) {
+        pthread_mutex_unlock(&co->mu);
+        return reject(c, co, 409, R_NOT_REGISTERED, 0, a->client, "client %d has not registered with this coordinator (POST /v1/register)", a->client);
+    }
+    struct timespec until;
+    abs_deadline(&until, co->so.long_poll);
+    json_t *r = NULL;
+    for (;;) {
+        if (co->phase >= PH_FINISHED) {
+            cr->saw_finish = 1;
+            r = json_pack("{s:s, s:I, s:s}", "kind", "finish", "run_id", (json_int_t)co->run_id, "phase", phase_names[co->phase]);
+            pthread_cond_broadcast(&co->cv);
+            break;
+        }
+        if (co->open && cr->slot >= 0 && co->slot_state[cr->slot] == SL_OPEN) {
+            r = task_json(co, cr->slot);
+            break;
+        }
+        if (pthread_cond_timedwait(&co->cv, &co->mu, &until) == ETIMEDOUT) break;
+    }
+    cr->last_seen = now_s();
+    pthread_mutex_unlock(&co->mu);
+    if (!r) return send_buf(c, co, 204, "application/json", "", 0, NULL);
+    return send_json(c, co, 200, r);
+}
+
+static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, const auth *a) {
+    const char *ae = hdr(c, "Accept-Encoding");
+    int z = ae && strstr(ae, "zstd");
+    pthread_mutex_lock(&co->mu);
+    client_rec *cr = &co->clients[a->client];
+    if (!co->open || a->round != co->round || cr->slot < 0) {
+        int round = co->round;
+        pthread_mutex_unlock(&co->mu);
+        return reject(c, co, 409, R_NO_TASK, 0, a->client, "client %d has no open task for round %d (the current round is %d)",
+                      a->client, a->round, round);
+    }
+    if (z && !co->body_z) {
+        if (fed_net_zstd_compress(co->body, co->body_len, &co->body_z, &co->body_z_len)) z = 0;
+    }
+    const void *b = z ? co->body_z : co->body;
+    size_t len = z ? co->body_z_len : co->body_len;
+    if (co->kind == K_FIT) co->res[cr->slot].bytes_down += (int64_t)len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)b, MHD_RESPMEM_MUST_COPY);
+    co->bytes_out += (int64_t)len;
+    pthread_mutex_unlock(&co->mu);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(r, "X-Federate-Protocol", "1");
+    if (z) MHD_add_response_header(r, "Content-Encoding", "zstd");
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static int meta_num(const fed_st_file *f, const char *key, double *v, int allow_nan) {
+    const char *s = fed_st_metadata(f, key);
+    if (!s) return fed_error(FED_EFORMAT, "metadata \"%s\" is missing", key);
+    if (allow_nan && strcmp(s, "nan") == 0) { *v = NAN; return 0; }
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(*v)) return fed_error(FED_EFORMAT, "metadata \"%s\" = '%.40s' is not a finite number", key, s);
+    return 0;
+}
+
+/* Round checks shared by both uploads; returns 1 when the request was answered. */
+static int check_round(struct MHD_Connection *c, fed_coordinator *co, const auth *a, int kind, enum MHD_Result *ret) {
+    client_rec *cr = &co->clients[a->client];
+    int delivered = kind == K_FIT ? cr->delivered_round : cr->delivered_eval_round;
+    if (a->run != co->run_id) {
+        int64_t run = co->run_id;
+        pthread_mutex_unlock(&co->mu);
+        *ret = reject(c, co, 409, R_WRONG_RUN, 1, a->client, "upload for run %" PRId64 ", but the coordinator runs run %" PRId64, a->run, run);
+        return 1;
+    }
+    if (a->round <= delivered) {
+        pthread_mutex_unlock(&co->mu);
+        *ret = reject(c, co, 403, R_REPLAY, 1, a->client, "replayed upload: client %d already delivered its %s result for round %d",
+                      a->client, kind == K_FIT ? "fit" : "evaluate", a->round);
+        return 1;
+    }
+    if (a->round < co->round || (a->round == co->round && (co->kind != kind || !co->open || cr->slot < 0 ||
+                                                          co->slot_state[cr->slot] == SL_CLOSED))) {
+        int round = co->round;
+        pthread_mutex_unlock(&co->mu);
+        *ret = reject(c, co, 409, R_LATE, 1, a->client, "late result: round %d (%s) is closed; the deadline passed or enough clients reported (current round %d)",
+                      a->round, kind == K_FIT ? "fit" : "evaluate", round);
+        return 1;
+    }
+    if (a->round > co->round || cr->slot < 0 || co->kind != kind) {
+        int round = co->round;
+        pthread_mutex_unlock(&co->mu);
+        *ret = reject(c, co, 409, R_NO_TASK, 1, a->client, "client %d has no %s task for round %d (current round %d)", a->client,
+                      kind == K_FIT ? "fit" : "evaluate", a->round, round);
+        return 1;
+    }
+    return 0;
+}
+
+static void slot_done(fed_coordinator *co, int client, int slot) {
+    co->slot_state[slot] = SL_DONE;
+    co->ndone++;
+    co->accepted++;
+    co->clients[client].accepted++;
+    pthread_cond_broadcast(&co->cv);
+}
+
+static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
+    /* the body first (outside the lock): decompress */
+    void *plain = NULL;
+    size_t plen = cn->len;
+    const char *enc = hdr(c, "Content-Encoding");
+    if (enc && strcmp(enc, "zstd") == 0) {
+        if (fed_net_zstd_decompress(cn->body, cn->len, (size_t)co->so.max_body_bytes, &plain, &plen)) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s", fed_last_error());
+            return reject(c, co, strstr(msg, "limit") ? 413 : 400, strstr(msg, "limit") ? R_TOO_LARGE : R_MALFORMED_BODY, 1,
+                          a->client, "upload: %s", msg);
+        }
+    } else if (enc && strcmp(enc, "identity") != 0) {
+        return reject(c, co, 415, R_MALFORMED_BODY, 1, a->client, "upload: Content-Encoding '%.40s' is not supported (zstd or none)", enc);
+    }
+    const void *body = plain ? plain : cn->body;
+    enum MHD_Result ret;
+    pthread_mutex_lock(&co->mu);
+    if (check_round(c, co, a, K_FIT, &ret)) { free(plain); return ret; }
+    int slot = co->clients[a->client].slot;
+    fed_result *r = &co->res[slot];
+    fed_st_file *f = NULL;
+    int scaf = co->tasks[slot].ins.scaffold;
+    int rc = fed_net_unpack(co->proto, body, plen, scaf, r->delta, co->nb ? r->buffers : NULL, scaf ? r->delta_c : NULL, &f);
+    char msg[1100] = "";
+    int reason = R_BAD_TENSOR;
+    if (rc) {
+        snprintf(msg, sizeof msg, "%s", fed_last_error());
+        reason = rc == FED_ERANGE ? R_NON_FINITE : rc == FED_ESHAPE ? R_BAD_TENSOR : R_MALFORMED_BODY;
+    }
+    double ne = 0, steps = 0, lr = 0, lb = NAN, tl = 0, ta = 0, un = 0;
+    if (!rc && ((rc = meta_num(f, "num_examples", &ne, 0)) || (rc = meta_num(f, "steps", &steps, 0)) ||
+                (rc = meta_num(f, "lr", &lr, 0)) || (rc = meta_num(f, "loss_before", &lb, 1)) ||
+                (rc = meta_num(f, "train_loss", &tl, 0)) || (rc = meta_num(f, "train_accuracy", &ta, 1)) ||
+                (rc = meta_num(f, "update_norm", &un, 0)))) {
+        snprintf(msg, sizeof msg, "%s", fed_last_error());
+        reason = R_MALFORMED_BODY;
+    }
+    if (!rc && (size_t)ne != co->clients[a->client].train_n) {
+        rc = FED_EINVAL;
+        snprintf(msg, sizeof msg, "metadata num_examples = %.0f, but client %d registered %zu training examples", ne,
+                 a->client, co->clients[a->client].train_n);
+        reason = R_MALFORMED_BODY;
+    }
+    if (!rc && co->tasks[slot].ins.want_loss_before && isnan(lb)) {
+        rc = FED_EINVAL;
+        snprintf(msg, sizeof msg, "metadata loss_before is required by this round's task");
+        reason = R_MALFORMED_BODY;
+    }
+    double norm = rc ? 0 : fed_vec_norm2(r->delta, co->n);
+    if (!rc && co->so.max_update_norm > 0 && !(norm <= co->so.max_update_norm)) {
+        rc = FED_ERANGE;
+        snprintf(msg, sizeof msg, "update norm %.6g exceeds max_update_norm %.6g", norm, co->so.max_update_norm);
+        reason = R_NORM;
+    }
+    fed_st_close(f);
+    free(plain);
+    if (rc) {
+        pthread_mutex_unlock(&co->mu);
+        return reject(c, co, reason == R_NORM ? 422 : 400, reason, 1, a->client, "upload from client %d, round %d: %s",
+                      a->client, a->round, msg);
+    }
+    r->client = a->client;
+    r->status = FED_RESULT_OK;
+    r->num_examples = (long)ne;
+    r->steps = (long)steps;
+    r->lr = (float)lr;
+    r->loss_before = lb;
+    r->train_loss = tl;
+    r->train_accuracy = ta;
+    r->update_norm = un;
+    r->bytes_up = (int64_t)cn->len;
+    co->clients[a->client].delivered_round = a->round;
+    slot_done(co, a->client, slot);
+    int round = co->round;
+    pthread_mutex_unlock(&co->mu);
+    return send_json(c, co, 200, json_pack("{s:b, s:i, s:f}", "accepted", 1, "round", round, "update_norm", norm));
+}
+
+static enum MHD_Result h_evaluation(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
+    json_error_t err;
+    json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
+    json_t *lo = j ? json_object_get(j, "loss") : NULL, *ac = j ? json_object_get(j, "accuracy") : NULL;
+    json_t *ne = j ? json_object_get(j, "num_examples") : NULL;
+    if (!j || !json_is_number(lo) || !json_is_number(ac) || !json_is_integer(ne)) {
+        json_decref(j);
+        return reject(c, co, 400, R_MALFORMED_JSON, 1, a->client,
+                      "evaluation: body must be a JSON object with numbers \"loss\", \"accuracy\" and integer \"num_examples\"");
+    }
+    double loss = json_number_value(lo), acc = json_number_value(ac);
+    long n = (long)json_integer_value(ne);
+    json_decref(j);
+    if (!isfinite(loss) || !(acc >= 0 && acc <= 1))
+        return reject(c, co, 400, R_NON_FINITE, 1, a->client, "evaluation: loss must be finite and accuracy in [0, 1]");
+    enum MHD_Result ret;
+    pthread_mutex_lock(&co->mu);
+    if (check_round(c, co, a, K_EVAL, &ret)) return ret;
+    int slot = co->clients[a->client].slot;
+    if ((size_t)n != co->clients[a->client].test_n) {
+        size_t want = co->clients[a->client].test_n;
+        pthread_mutex_unlock(&co->mu);
+        return reject(c, co, 400, R_MALFORMED_JSON, 1, a->client, "evaluation: num_examples %ld, but client %d registered %zu test examples",
+                      n, a->client, want);
+    }
+    co->evres[slot].client = a->client;
+    co->evres[slot].num_examples = n;
+    co->evres[slot].loss = loss;
+    co->evres[slot].accuracy = acc;
+    co->clients[a->client].delivered_eval_round = a->round;
+    slot_done(co, a->client, slot);
+    pthread_mutex_unlock(&co->mu);
+    return send_json(c, co, 200, json_pack("{s:b}", "accepted", 1));
+}
+
+/* ---- management API and metrics ------------------------------------------------ */
+
+static json_t *round_json(const round_rec *r, int with_clients) {
+    const fed_round_metrics *m = &r->m;
+#define NUM(x) (isnan(x) ? json_null() : json_real(x))
+    json_t *j = json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:i, s:I, s:I, s:f}", "round", m->round,
+                          "test_accuracy", NUM(m->test_accuracy), "test_loss", NUM(m->test_loss), "train_loss_mean",
+                          NUM(m->train_loss_mean), "train_loss_std", NUM(m->train_loss_std), "local_accuracy",
+                          NUM(m->local_accuracy), "selected", m->selected, "finished", m->finished, "dropped",
+                          m->dropped, "bytes_up", (json_int_t)m->bytes_up, "bytes_down", (json_int_t)m->bytes_down,
+                          "wall_s", m->wall_s);
+    if (with_clients) {
+        json_t *a = json_array();
+        for (int i = 0; i < r->ncm; i++) {
+            const fed_client_metrics *c = &r->cm[i];
+            json_array_append_new(a, json_pack("{s:i, s:b, s:I, s:I, s:o, s:o, s:I}", "client", c->client, "dropped",
+                                               c->dropped, "num_examples", (json_int_t)c->num_examples, "steps",
+                                               (json_int_t)c->steps, "train_loss", NUM(c->train_loss),
+                                               "local_accuracy", NUM(c->local_accuracy), "bytes_up",
+                                               (json_int_t)c->bytes_up));
+        }
+        json_object_set_new(j, "clients", a);
+    }
+#undef NUM
+    return j;
+}
+
+static int connected(const fed_coordinator *co, const client_rec *cr) {
+    return cr->registered && now_s() - cr->last_seen < 2.0 * co->so.long_poll + 5;
+}
+
+static enum MHD_Result h_api_get(struct MHD_Connection *c, fed_coordinator *co, const char *url) {
+    json_t *j = NULL;
+    pthread_mutex_lock(&co->mu);
+    if (strcmp(url, "/api/status") == 0) {
+        int nconn = 0;
+        for (int i = 0; i < co->nclients; i++) nconn += connected(co, &co->clients[i]);
+        j = json_pack("{s:i, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:s, s:b, s:i, s:i, s:I, s:o}", "protocol",
+                      FED_PROTOCOL_VERSION, "phase", phase_names[co->phase], "run_id", (json_int_t)co->run_id, "round",
+                      co->round, "num_rounds", co->cfg.num_rounds, "num_clients", co->nclients, "clients_registered",
+                      co->nregistered, "clients_connected", nconn, "task", co->kind == K_FIT ? "fit" : co->kind == K_EVAL ? "evaluate" : "none",
+                      "round_open", co->open, "results_in", co->ndone, "selected", co->k, "rounds_completed",
+                      (json_int_t)co->rounds_completed, "final_accuracy",
+                      isnan(co->final_accuracy) ? json_null() : json_real(co->final_accuracy));
+    } else if (strcmp(url, "/api/clients") == 0) {
+        j = json_array();
+        for (int i = 0; i < co->nclients; i++) {
+            const client_rec *cr = &co->clients[i];
+            json_array_append_new(j, json_pack("{s:i, s:b, s:b, s:I, s:I, s:o, s:I, s:I, s:i}", "id", i, "registered",
+                                               cr->registered, "connected", connected(co, cr), "train_examples",
+                                               (json_int_t)cr->train_n, "test_examples", (json_int_t)cr->test_n,
+                                               "last_seen_s", cr->registered ? json_real(now_s() - cr->last_seen) : json_null(),
+                                               "accepted", (json_int_t)cr->accepted, "rejected", (json_int_t)cr->rejected,
+                                               "last_round", cr->delivered_round));
+        }
+    } else if (strcmp(url, "/api/rounds") == 0) {
+        j = json_array();
+        for (int i = 0; i < co->nrounds; i++) json_array_append_new(j, round_json(&co->rounds[i], 0));
+    } else if (strncmp(url, "/api/rounds/", 12) == 0) {
+        int64_t r;
+        if (parse_i64(url + 12, &r) == 0)
+            for (int i = 0; i < co->nrounds; i++)
+                if (co->rounds[i].m.round == r) j = round_json(&co->rounds[i], 1);
+        if (!j) {
+            pthread_mutex_unlock(&co->mu);
+            return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no round '%.20s' recorded in this run", url + 12);
+        }
+    }
+    pthread_mutex_unlock(&co->mu);
+    if (!j) return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: GET %.100s", url);
+    return send_json(c, co, 200, j);
+}
+
+static enum MHD_Result h_metrics(struct MHD_Connection *c, fed_coordinator *co) {
+    size_t cap = 8192, o = 0;
+    char *s = malloc(cap);
+    if (!s) return MHD_NO;
+#define P(...) o += (size_t)snprintf(s + o, cap - o, __VA_ARGS__)
+    pthread_mutex_lock(&co->mu);
+    int nconn = 0;
+    for (int i = 0; i < co->nclients; i++) nconn += connected(co, &co->clients[i]);
+    P("# HELP federate_rounds_completed_total Federated rounds completed.\n# TYPE federate_rounds_completed_total counter\n");
+    P("federate_rounds_completed_total %" PRId64 "\n", co->rounds_completed);
+    P("# HELP federate_clients_connected Clients seen within two long-poll periods.\n# TYPE federate_clients_connected gauge\n");
+    P("federate_clients_connected %d\n", nconn);
+    P("# HELP federate_clients_registered Clients registered with this coordinator.\n# TYPE federate_clients_registered gauge\n");
+    P("federate_clients_registered %d\n", co->nregistered);
+    P("# HELP federate_updates_accepted_total Results (fit and evaluate) accepted.\n# TYPE federate_updates_accepted_total counter\n");
+    P("federate_updates_accepted_total %" PRId64 "\n", co->accepted);
+    P("# HELP federate_updates_rejected_total Uploaded results rejected, by reason.\n# TYPE federate_updates_rejected_total counter\n");
+    for (int i = 0; i < R_NREASONS; i++) P("federate_updates_rejected_total{reason=\"%s\"} %" PRId64 "\n", reason_names[i], co->rejected_updates[i]);
+    P("# HELP federate_requests_rejected_total Requests rejected, by reason.\n# TYPE federate_requests_rejected_total counter\n");
+    for (int i = 0; i < R_NREASONS; i++) P("federate_requests_rejected_total{reason=\"%s\"} %" PRId64 "\n", reason_names[i], co->rejected[i]);
+    P("# HELP federate_bytes_received_total Request body bytes received.\n# TYPE federate_bytes_received_total counter\n");
+    P("federate_bytes_received_total %" PRId64 "\n", co->bytes_in);
+    P("# HELP federate_bytes_sent_total Response body bytes sent.\n# TYPE federate_bytes_sent_total counter\n");
+    P("federate_bytes_sent_total %" PRId64 "\n", co->bytes_out);
+    P("# HELP federate_round_duration_seconds Wall time of rounds.\n# TYPE federate_round_duration_seconds summary\n");
+    P("federate_round_duration_seconds_sum %.6f\nfederate_round_duration_seconds_count %" PRId64 "\n", co->dur_sum, co->rounds_completed);
+    P("# HELP federate_last_round_duration_seconds Wall time of the last round.\n# TYPE federate_last_round_duration_seconds gauge\n");
+    P("federate_last_round_duration_seconds %.6f\n", co->dur_last);
+    P("# HELP federate_round Current round.\n# TYPE federate_round gauge\nfederate_round %d\n", co->round);
+    pthread_mutex_unlock(&co->mu);
+#undef P
+    enum MHD_Result r = send_buf(c, co, 200, "text/plain; version=0.0.4", s, o < cap ? o : cap - 1, NULL);
+    free(s);
+    return r;
+}
+
+static enum MHD_Result h_api_post(struct MHD_Connection *c, fed_coordinator *co, const char *url, const conn *cn) {
+    const char *au = hdr(c, "Authorization");
+    if (!co->has_token)
+        return reject(c, co, 403, R_UNAUTHORIZED, 0, -1, "the management API is read-only: no server.token_file configured");
+    if (!au || strncmp(au, "Bearer ", 7) != 0)
+        return reject(c, co, 401, R_UNAUTHORIZED, 0, -1, "%s needs 'Authorization: Bearer TOKEN'", url);
+    const char *t = au + 7;
+    size_t tl = strlen(co->token);
+    if (strlen(t) != tl || fed_crypto_memcmp(t, co->token, tl) != 0)
+        return reject(c, co, 401, R_UNAUTHORIZED, 0, -1, "%s: wrong bearer token", url);
+    if (strcmp(url, "/api/stop") == 0) {
+        pthread_mutex_lock(&co->mu);
+        co->stop = 1;
+        pthread_cond_broadcast(&co->cv);
+        pthread_mutex_unlock(&co->mu);
+        logf_("stop requested through the API");
+        return send_json(c, co, 200, json_pack("{s:b}", "stopping", 1));
+    }
+    if (strcmp(url, "/api/start") == 0) {
+        pthread_mutex_lock(&co->mu);
+        co->started = 1;
+        pthread_cond_broadcast(&co->cv);
+        pthread_mutex_unlock(&co->mu);
+        return send_json(c, co, 200, json_pack("{s:b}", "started", 1));
+    }
+    if (strcmp(url, "/api/enroll") == 0) {
+        json_error_t err;
+        json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
+        json_t *id = j ? json_object_get(j, "client") : NULL;
+        const char *hex = j ? json_string_value(json_object_get(j, "public_key")) : NULL;
+        uint8_t pk[FED_SIGN_PUBLICKEYBYTES];
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= co->nclients || !hex ||
+            strlen(hex) != 64 || fed_hex_decode(pk, sizeof pk, hex)) {
+            json_decref(j);
+            return reject(c, co, 400, R_MALFORMED_JSON, 0, -1,
+                          "enroll: body must be {\"client\": ID in [0, %d), \"public_key\": 64 hex digits}", co->nclients);
+        }
+        int cid = (int)json_integer_value(id);
+        json_decref(j);
+        if (fed_allowlist_enroll(co->allow, cid, pk))
+            return send_json(c, co, 500, json_pack("{s:s}", "error", fed_last_error()));
+        return send_json(c, co, 200, json_pack("{s:i, s:b}", "client", cid, "enrolled", 1));
+    }
+    return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: POST %.100s", url);
+}
+
+/* ---- the request handler ---------------------------------------------------------- */
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
+    (void)version;
+    fed_coordinator *co = cls;
+    conn *cn = *con_cls;
+    if (!cn) {
+        cn = calloc(1, sizeof *cn);
+        if (!cn) return MHD_NO;
+        *con_cls = cn;
+        const char *cl = hdr(c, "Content-Length");
+        int64_t l;
+        if (cl && parse_i64(cl, &l) == 0 && l > co->so.max_body_bytes) {
+            /* answered before the body is read: MHD then closes the connection */
+            cn->too_big = 1;
+            int up = strcmp(method, "POST") == 0 && (strcmp(url, "/v1/result") == 0 || strcmp(url, "/v1/evaluation") == 0);
+            return reject(c, co, 413, R_TOO_LARGE, up, -1, "request body of %" PRId64 " bytes exceeds max_body_bytes (%" PRId64 " bytes)",
+                          l, co->so.max_body_bytes);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (cn->too_big || cn->len + n > (size_t)co->so.max_body_bytes) {
+            cn->too_big = 1;
+            free(cn->body);
+            cn->body = NULL;
+            cn->len = cn->cap = 0;
+            return MHD_YES;
+        }
+        if (cn->len + n + 1 > cn->cap) {
+            size_t nc = cn->cap ? cn->cap : 65536;
+            while (nc < cn->len + n + 1) nc *= 2;
+            char *nb = realloc(cn->body, nc);
+            if (!nb) return MHD_NO;
+            cn->body = nb;
+            cn->cap = nc;
+        }
+        memcpy(cn->body + cn->len, upload_data, n);
+        cn->len += n;
+        cn->body[cn->len] = '\0';
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&co->mu);
+    co->bytes_in += (int64_t)cn->len;
+    pthread_mutex_unlock(&co->mu);
+    int is_get = strcmp(method, "GET") == 0, is_post = strcmp(method, "POST") == 0;
+    int is_upload = is_post && (strcmp(url, "/v1/result") == 0 || strcmp(url, "/v1/evaluation") == 0);
+    if (cn->too_big)
+        return reject(c, co, 413, R_TOO_LARGE, is_upload, -1, "request body exceeds max_body_bytes (%" PRId64 " bytes)",
+                      co->so.max_body_bytes);
+    if (is_get && strcmp(url, "/metrics") == 0) return h_metrics(c, co);
+    if (is_get && strncmp(url, "/api/", 5) == 0) return h_api_get(c, co, url);
+    if (is_post && strncmp(url, "/api/", 5) == 0) return h_api_post(c, co, url, cn);
+    int ep = 0;
+    if (is_post && strcmp(url, "/v1/register") == 0) ep = 1;
+    else if (is_get && strcmp(url, "/v1/task") == 0) ep = 2;
+    else if (is_get && strcmp(url, "/v1/model") == 0) ep = 3;
+    else if (is_post && strcmp(url, "/v1/result") == 0) ep = 4;
+    else if (is_post && strcmp(url, "/v1/evaluation") == 0) ep = 5;
+    if (!ep) return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: %s %.100s (see docs/protocol.md)", method, url);
+    auth a;
+    enum MHD_Result ret;
+    if (co->client_ca_pem) {
+        /* mutual TLS: the client's certificate must chain to server.client_ca */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        unsigned status = 0;
+        if (!ci || !ci->tls_session || gnutls_certificate_verify_peers2((gnutls_session_t)ci->tls_session, &status) < 0 ||
+            status != 0 || gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &(unsigned){0}) == NULL)
+            return reject(c, co, 403, R_CLIENT_CERT, ep >= 4, -1,
+                          "a TLS client certificate signed by the federation's CA is required (server.client_ca)");
+    }
+    if (authenticate(c, co, method, url, cn, ep >= 4, &a, &ret)) return ret;
+    switch (ep) {
+    case 1: return h_register(c, co, &a, cn);
+    case 2: return h_task(c, co, &a);
+    case 3: return h_model(c, co, &a);
+    case 4: return h_result(c, co, &a, cn);
+    default: return h_evaluation(c, co, &a, cn);
+    }
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    conn *cn = *con_cls;
+    if (cn) {
+        free(cn->body);
+        free(cn);
+    }
+    *con_cls = NULL;
+}
+
+/* ---- the transport ------------------------------------------------------------------ */
+
+static int grow(fed_coordinator *co, int k) {
+    if (k <= co->cap) return 0;
+    free(co->deltas); free(co->deltas_c); free(co->bufs); free(co->res); free(co->evres); free(co->slot_state);
+    co->deltas = malloc((size_t)k * co->n * sizeof(float));
+    co->deltas_c = co->scaffold ? malloc((size_t)k * co->n * sizeof(float)) : NULL;
+    co->bufs = co->nb ? malloc((size_t)k * co->nb * sizeof(float)) : NULL;
+    co->res = calloc((size_t)k, sizeof *co->res);
+    co->evres = calloc((size_t)k, sizeof *co->evres);
+    co->slot_state = calloc((size_t)k, sizeof *co->slot_state);
+    co->cap = k;
+    if (!co->deltas || (co->scaffold && !co->deltas_c) || (co->nb && !co->bufs) || !co->res || !co->evres || !co->slot_state) {
+        co->cap = 0;
+        return fed_error(FED_ENOMEM, "coordinator: cannot hold %d updates", k);
+    }
+    return 0;
+}
+
+/* Opens a phase (fit or evaluate) for the given clients with a new model body. */
+static int open_phase(fed_coordinator *co, int kind, int round, const int *clients, int k, const float *global,
+                      const float *gbuf, const float *control) {
+    void *body = NULL;
+    size_t len = 0;
+    char rs[32], rid[32];
+    snprintf(rs, sizeof rs, "%d", round);
+    snprintf(rid, sizeof rid, "%" PRId64, co->run_id);
+    const char *meta[] = {"format", "pt", "federate_model", fed_model_name(co->proto), "round", rs, "run_id", rid};
+    int rc = fed_net_pack(co->proto, global, gbuf, control, meta, 4, &body, &len);
+    if (rc) return rc;
+    pthread_mutex_lock(&co->mu);
+    if ((rc = grow(co, k))) {
+        pthread_mutex_unlock(&co->mu);
+        free(body);
+        return rc;
+    }
+    for (int i = 0; i < co->nclients; i++) co->clients[i].slot = -1;
+    free(co->body);
+    free(co->body_z);
+    co->body = body;
+    co->body_len = len;
+    co->body_z = NULL;
+    co->body_z_len = 0;
+    co->kind = kind;
+    co->round = round;
+    co->k = k;
+    co->ndone = 0;
+    for (int i = 0; i < k; i++) {
+        co->slot_state[i] = SL_OPEN;
+        co->clients[clients[i]].slot = i;
+        if (kind == K_FIT) {
+            fed_result *r = &co->res[i];
+            memset(r, 0, sizeof *r);
+            r->client = clients[i];
+            r->status = FED_RESULT_LATE;
+            r->train_loss = NAN;
+            r->delta = co->deltas + (size_t)i * co->n;
+            r->delta_c = co->scaffold ? co->deltas_c + (size_t)i * co->n : NULL;
+            r->buffers = co->nb ? co->bufs + (size_t)i * co->nb : NULL;
+        } else {
+            fed_eval_res *e = &co->evres[i];
+            e->client = clients[i];
+            e->num_examples = 0;
+            e->loss = NAN;
+            e->accuracy = NAN;
+        }
+    }
+    co->phase_start = now_s();
+    co->deadline = co->phase_start + co->so.round_timeout;
+    co->open = 1;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    return 0;
+}
+
+/* Waits for `need` results or the deadline (extended while fewer than min_ok
+ * arrived and retries remain), then closes the phase. Called with mu held. */
+static void wait_phase(fed_coordinator *co, int need, int min_ok, int retries) {
+    for (;;) {
+        if (co->ndone >= need || co->stop == 2) break;
+        double left = co->deadline - now_s();
+        if (left <= 0) {
+            if (co->ndone < min_ok && retries > 0) {
+                retries--;
+                logf_("round %d: %d of %d results by the deadline, fewer than min_clients %d; waiting another %.0f s",
+                      co->round, co->ndone, co->k, min_ok, co->so.round_timeout);
+                co->deadline = now_s() + co->so.round_timeout;
+                continue;
+            }
+            break;
+        }
+        struct timespec until;
+        abs_deadline(&until, left < 1.0 ? left : 1.0);
+        pthread_cond_timedwait(&co->cv, &co->mu, &until);
+    }
+    co->open = 0;
+    for (int i = 0; i < co->k; i++)
+        if (co->slot_state[i] == SL_OPEN) co->slot_state[i] = SL_CLOSED;
+    pthread_cond_broadcast(&co->cv);
+}
+
+static int64_t find_unfinished(fed_coordinator *co);
+
+static int tr_broadcast(fed_transport *t, const fed_task *tasks, int k, const float *global, const float *gbuf,
+                        const float *control) {
+    fed_coordinator *co = t->impl;
+    if (co->run_id <= 0) {
+        /* the driver has just recorded the run: the newest running run of this config */
+        int64_t id = find_unfinished(co);
+        pthread_mutex_lock(&co->mu);
+        co->run_id = id;
+        pthread_mutex_unlock(&co->mu);
+        logf_("run %" PRId64 " started", id);
+    }
+    int clients[k > 0 ? k : 1];
+    for (int i = 0; i < k; i++) clients[i] = tasks[i].client;
+    co->tasks = tasks;
+    return open_phase(co, K_FIT, k ? tasks[0].round : 0, clients, k, global, gbuf, control);
+}
+
+static int tr_collect(fed_transport *t, fed_result *results, int k, double deadline_s) {
+    (void)deadline_s;
+    fed_coordinator *co = t->impl;
+    if (k != co->k) return fed_error(FED_EINVAL, "collect for %d results after a broadcast of %d", k, co->k);
+    pthread_mutex_lock(&co->mu);
+    int need = (int)ceil((double)k / (1.0 + co->so.over_selection) - 1e-9);
+    if (need < 1) need = 1;
+    if (need > k) need = k;
+    int min_ok = co->cfg.min_clients < need ? co->cfg.min_clients : need;
+    wait_phase(co, need, min_ok, co->so.round_retries);
+    int late = 0;
+    for (int i = 0; i < k; i++) {
+        results[i] = co->res[i];
+        if (results[i].status != FED_RESULT_OK) {
+            late++;
+            snprintf(results[i].error, sizeof results[i].error, "no result by the round's deadline");
+        }
+    }
+    int round = co->round, done = co->ndone;
+    pthread_mutex_unlock(&co->mu);
+    if (late) logf_("round %d: %d of %d selected clients reported; %d missed the round", round, done, k, late);
+    return 0;
+}
+
+static int tr_evaluate(fed_transport *t, const int *clients, int k, const float *global, const float *gbuf,
+                       fed_eval_res *out) {
+    fed_coordinator *co = t->impl;
+    int rc = open_phase(co, K_EVAL, co->round, clients, k, global, gbuf, NULL);
+    if (rc) return rc;
+    pthread_mutex_lock(&co->mu);
+    wait_phase(co, k, 0, 0);
+    for (int i = 0; i < k; i++) out[i] = co->evres[i];
+    pthread_mutex_unlock(&co->mu);
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static int read_file(const char *path, char **out, size_t max) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fed_error(FED_EIO, "%s: %s", path, strerror(errno));
+    char *b = malloc(max + 1);
+    size_t n = b ? fread(b, 1, max, f) : 0;
+    fclose(f);
+    if (!b) return fed_error(FED_ENOMEM, "out of memory");
+    b[n] = '\0';
+    *out = b;
+    return 0;
+}
+
+static int parse_listen(const char *s, struct sockaddr_in6 *a6, struct sockaddr_in *a4, int *is6, int *loopback) {
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    if (!colon) return fed_error(FED_EINVAL, "server.listen '%s' is not HOST:PORT", s);
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof host) return fed_error(FED_EINVAL, "server.listen '%s': host too long", s);
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    int64_t port;
+    if (parse_i64(colon + 1, &port) || port < 0 || port > 65535) return fed_error(FED_EINVAL, "server.listen '%s': bad port", s);
+    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+    memset(a6, 0, sizeof *a6);
+    memset(a4, 0, sizeof *a4);
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *is6 = 0;
+        *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *is6 = 1;
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+        return 0;
+    }
+    return fed_error(FED_EINVAL, "server.listen '%s': host must be an IP address or localhost", s);
+}
+
+int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fed_server_opts *so) {
+    int rc = fed_config_validate(cfg);
+    if (rc) return rc;
+    if (cfg->dropout_probability > 0)
+        return fed_error(FED_EINVAL, "dropout_probability is a simulation setting; a deployment's clients drop out by themselves");
+    fed_coordinator *co = calloc(1, sizeof *co);
+    if (!co) return fed_error(FED_ENOMEM, "coordinator: out of memory");
+    co->cfg = *cfg;
+    co->so = *so;
+    co->final_accuracy = NAN;
+    pthread_mutex_init(&co->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&co->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    co->nclients = cfg->num_clients;
+    co->num_classes = 10;   /* mnist, fashion-mnist and cifar10 all have ten */
+    co->clients = calloc((size_t)co->nclients, sizeof *co->clients);
+    co->labels = calloc((size_t)co->nclients * (size_t)co->num_classes, sizeof *co->labels);
+    co->started = so->autostart;
+    if (!co->clients || !co->labels) { rc = fed_error(FED_ENOMEM, "coordinator: out of memory"); goto fail; }
+    for (int i = 0; i < co->nclients; i++) co->clients[i].slot = -1;
+    co->transport.name = "coordinator";
+    co->transport.impl = co;
+    co->transport.broadcast = tr_broadcast;
+    co->transport.collect = tr_collect;
+    co->transport.evaluate = tr_evaluate;
+    if ((rc = fed_store_open(&co->store, so->store))) goto fail;
+    if ((rc = fed_allowlist_open(&co->allow, so->allow_list))) goto fail;
+    if (so->token_file[0]) {
+        char *t = NULL;
+        if ((rc = read_file(so->token_file, &t, sizeof co->token - 1))) goto fail;
+        size_t l = strlen(t);
+        while (l && (t[l - 1] == '\n' || t[l - 1] == '\r' || t[l - 1] == ' ')) t[--l] = '\0';
+        if (l < 16) {
+            free(t);
+            rc = fed_error(FED_EINVAL, "server.token_file %s: the token must be at least 16 characters", so->token_file);
+            goto fail;
+        }
+        memcpy(co->token, t, l + 1);
+        fed_crypto_wipe(t, l);
+        free(t);
+        co->has_token = 1;
+    }
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    int is6 = 0, loop = 0;
+    if ((rc = parse_listen(so->listen, &a6, &a4, &is6, &loop))) goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (is6) flags |= MHD_USE_IPv6;
+    if (so->insecure_plaintext) {
+        if (!loop) {
+            rc = fed_error(FED_EINVAL, "--insecure-plaintext serves only on loopback; server.listen is %s", so->listen);
+            goto fail;
+        }
+    } else {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            rc = fed_error(FED_EUNSUPPORTED, "libmicrohttpd was built without TLS");
+            goto fail;
+        }
+        if ((rc = read_file(so->cert, &co->cert_pem, 1 << 20))) goto fail;
+        if ((rc = read_file(so->key, &co->key_pem, 1 << 20))) goto fail;
+        if (so->client_ca[0] && (rc = read_file(so->client_ca, &co->client_ca_pem, 1 << 20))) goto fail;
+        flags |= MHD_USE_TLS;
+    }
+    if (so->insecure_plaintext)
+        co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
+                                 is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
+                                 completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_END);
+    else if (co->client_ca_pem)
+        co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
+                                 is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
+                                 completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_HTTPS_MEM_KEY, co->key_pem, MHD_OPTION_HTTPS_MEM_CERT, co->cert_pem,
+                                 MHD_OPTION_HTTPS_MEM_TRUST, co->client_ca_pem, MHD_OPTION_END);
+    else
+        co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
+                                 is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
+                                 completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_HTTPS_MEM_KEY, co->key_pem, MHD_OPTION_HTTPS_MEM_CERT, co->cert_pem,
+                                 MHD_OPTION_END);
+    if (!co->d) {
+        rc = fed_error(FED_EIO, "cannot serve on %s (address in use, or a bad certificate/key in %s / %s)", so->listen,
+                       so->cert, so->key);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(co->d, MHD_DAEMON_INFO_BIND_PORT);
+    co->port = di ? di->port : 0;
+    if (so->port_file[0]) {
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.tmp", so->port_file);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fprintf(f, "%d\n", co->port);
+            fclose(f);
+            rename(tmp, so->port_file);
+        }
+    }
+    *out = co;
+    return 0;
+fail:
+    fed_coordinator_free(co);
+    return rc;
+}
+
+int fed_coordinator_port(const fed_coordinator *co) { return co ? co->port : 0; }
+
+void fed_coordinator_request_stop(fed_coordinator *co) {
+    if (co) co->stop = 1;   /* polled by the driver and the waits below */
+}
+
+typedef struct run_ctx {
+    fed_coordinator *co;
+    void (*on_round)(void *, const fed_config *, const fed_round_report *);
+    void *ctx;
+} run_ctx;
+
+static int build_federation(void *vctx, const fed_config *cfg, fed_federation *fed) {
+    fed_coordinator *co = vctx;
+    size_t *tn = malloc((size_t)co->nclients * sizeof *tn), *te = malloc((size_t)co->nclients * sizeof *te);
+    if (!tn || !te) { free(tn); free(te); return fed_error(FED_ENOMEM, "coordinator: out of memory"); }
+    pthread_mutex_lock(&co->mu);
+    for (int i = 0; i < co->nclients; i++) tn[i] = co->clients[i].train_n, te[i] = co->clients[i].test_n;
+    int rc = fed_federation_build_sizes(cfg, co->nclients, tn, te, co->labels, fed);
+    pthread_mutex_unlock(&co->mu);
+    free(tn);
+    free(te);
+    if (rc) return rc;
+    /* the model the bodies are packed for: the driver's own architecture */
+    fed_model_opts o;
+    fed_model_opts_default(&o);
+    o.in_c = fed->train.c;
+    o.in_h = fed->train.h;
+    o.in_w = fed->train.w;
+    o.num_classes = fed->train.num_classes;
+    if (strcmp(cfg->model, "mlp") == 0) {
+        int h = fed_config_hidden(cfg, o.hidden);
+        if (h < 0) return h;
+        o.n_hidden = h;
+    }
+    if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
+    fed_model_free(co->proto);
+    co->proto = NULL;
+    if ((rc = fed_model_create(&co->proto, cfg->model, &o))) return rc;
+    co->n = fed_model_num_params(co->proto);
+    co->nb = fed_model_num_buffers(co->proto);
+    co->scaffold = strcmp(cfg->strategy, "scaffold") == 0;
+    return 0;
+}
+
+static void on_round(void *vctx, const fed_config *cfg, const fed_round_report *r) {
+    run_ctx *rc = vctx;
+    fed_coordinator *co = rc->co;
+    pthread_mutex_lock(&co->mu);
+    if (co->nrounds == co->rounds_cap) {
+        int nc = co->rounds_cap ? 2 * co->rounds_cap : 32;
+        round_rec *nr = realloc(co->rounds, (size_t)nc * sizeof *nr);
+        if (nr) co->rounds = nr, co->rounds_cap = nc;
+    }
+    if (co->nrounds < co->rounds_cap) {
+        round_rec *rr = &co->rounds[co->nrounds];
+        rr->m = r->m;
+        rr->cm = malloc((size_t)(r->nclients > 0 ? r->nclients : 1) * sizeof *rr->cm);
+        rr->ncm = rr->cm ? r->nclients : 0;
+        if (rr->cm) memcpy(rr->cm, r->clients, (size_t)r->nclients * sizeof *rr->cm);
+        co->nrounds++;
+    }
+    co->rounds_completed++;
+    co->dur_sum += r->m.wall_s;
+    co->dur_last = r->m.wall_s;
+    if (!isnan(r->m.test_accuracy)) co->final_accuracy = r->m.test_accuracy;
+    pthread_mutex_unlock(&co->mu);
+    if (rc->on_round) rc->on_round(rc->ctx, cfg, r);
+}
+
+/* The unfinished run of this very config, if the coordinator was killed. */
+static int64_t find_unfinished(fed_coordinator *co) {
+    char *yaml = fed_config_to_yaml(&co->cfg);
+    fed_run_info *runs = NULL;
+    int n = 0;
+    int64_t id = 0;
+    if (yaml && fed_store_list_runs(co->store, &runs, &n) == 0) {
+        for (int i = 0; i < n; i++)
+            if ((strcmp(runs[i].status, "running") == 0 || strcmp(runs[i].status, "interrupted") == 0) &&
+                runs[i].config_yaml && strcmp(runs[i].config_yaml, yaml) == 0 && runs[i].id > id)
+                id = runs[i].id;
+        for (int i = 0; i < n; i++) fed_run_info_free(&runs[i]);
+        free(runs);
+    }
+    free(yaml);
+    return id;
+}
+
+int fed_coordinator_run(fed_coordinator *co, void (*user_on_round)(void *, const fed_config *, const fed_round_report *),
+                        void *ctx, fed_run_result *res) {
+    memset(res, 0, sizeof *res);
+    res->final_accuracy = NAN;
+    /* every client registers first: the federation's sizes come from them */
+    pthread_mutex_lock(&co->mu);
+    double until = now_s() + co->so.register_timeout;
+    int last_report = -1;
+    while ((co->nregistered < co->nclients || !co->started) && !co->stop) {
+        if (now_s() >= until) break;
+        if (co->nregistered != last_report) {
+            logf_("%d of %d clients registered%s", co->nregistered, co->nclients, co->started ? "" : " (waiting for POST /api/start)");
+            last_report = co->nregistered;
+        }
+        struct timespec ts;
+        abs_deadline(&ts, 0.5);
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    }
+    int ok = co->nregistered == co->nclients && co->started && !co->stop;
+    char missing[300] = "";
+    size_t o = 0;
+    for (int i = 0; i < co->nclients && o < sizeof missing - 16; i++)
+        if (!co->clients[i].registered) o += (size_t)snprintf(missing + o, sizeof missing - o, "%s%d", o ? ", " : "", i);
+    pthread_mutex_unlock(&co->mu);
+    if (!ok) {
+        co->phase = PH_STOPPED;
+        if (co->stop) return fed_error(FED_ESTATE, "stopped before training started");
+        if (!co->started) return fed_error(FED_ESTATE, "not started within server.register_timeout (POST /api/start)");
+        return fed_error(FED_ESTATE, "clients %s did not register within server.register_timeout (%.0f s)", missing,
+                         co->so.register_timeout);
+    }
+    int64_t resume = find_unfinished(co);
+    if (resume) {
+        logf_("resuming run %" PRId64 " (same config, not finished)", resume);
+        fed_round_metrics *past = NULL;
+        int np = 0;
+        if (fed_store_get_rounds(co->store, resume, &past, &np) == 0) {
+            pthread_mutex_lock(&co->mu);
+            for (int i = 0; i < np; i++) {
+                if (co->nrounds == co->rounds_cap) {
+                    int nc = co->rounds_cap ? 2 * co->rounds_cap : 32;
+                    round_rec *nr = realloc(co->rounds, (size_t)nc * sizeof *nr);
+                    if (!nr) break;
+                    co->rounds = nr, co->rounds_cap = nc;
+                }
+                co->rounds[co->nrounds].m = past[i];
+                co->rounds[co->nrounds].cm = NULL;
+                co->rounds[co->nrounds].ncm = 0;
+                co->nrounds++;
+            }
+            pthread_mutex_unlock(&co->mu);
+            free(past);
+        }
+    }
+    pthread_mutex_lock(&co->mu);
+    co->phase = PH_RUNNING;
+    /* run id known before the first broadcast: a new run gets the next id */
+    pthread_mutex_unlock(&co->mu);
+    run_ctx rctx = {co, user_on_round, ctx};
+    fed_run_opts ro = {0};
+    ro.store = co->store;
+    ro.resume_run = resume;
+    ro.transport = &co->transport;
+    ro.on_round = on_round;
+    ro.ctx = &rctx;
+    ro.stop = &co->stop;
+    ro.build_federation = build_federation;
+    ro.federation_ctx = co;
+    co->run_id = resume ? resume : -1;   /* set for real in the first broadcast below */
+    int rc = fed_run(&co->cfg, &ro, res);
+    pthread_mutex_lock(&co->mu);
+    co->phase = rc ? PH_FAILED : res->stopped ? PH_STOPPED : PH_FINISHED;
+    if (!rc) co->final_accuracy = res->final_accuracy;
+    co->open = 0;
+    pthread_cond_broadcast(&co->cv);
+    pthread_mutex_unlock(&co->mu);
+    if (!rc && co->so.model_out[0] && res->run_id > 0) {
+        void *m = NULL, *s = NULL;
+        size_t ml = 0, sl = 0;
+        int round = 0;
+        int wrc = fed_store_load_checkpoint(co->store, res->run_id, &round, &m, &ml, &s, &sl);
+        if (!wrc) {
+            FILE *f = fopen(co->so.model_out, "wb");
+            if (!f || fwrite(m, 1, ml, f) != ml) logf_("cannot write server.model_out %s", co->so.model_out);
+            if (f) fclose(f);
+        }
+        free(m);
+        free(s);
+    }
+    /* tell the clients: wait (briefly) until each has seen the end */
+    double end = now_s() + co->so.long_poll + 5;
+    pthread_mutex_lock(&co->mu);
+    for (;;) {
+        int all = 1;
+        for (int i = 0; i < co->nclients; i++) all &= co->clients[i].saw_finish || !connected(co, &co->clients[i]);
+        if (all || now_s() >= end) break;
+        struct timespec ts;
+        abs_deadline(&ts, 0.2);
+        pthread_cond_timedwait(&co->cv, &co->mu, &ts);
+    }
+    pthread_mutex_unlock(&co->mu);
+    /* the last "finish" answers are queued, not necessarily sent: let them go out */
+    struct timespec grace = {0, 500 * 1000 * 1000};
+    nanosleep(&grace, NULL);
+    return rc;
+}
+
+void fed_coordinator_free(fed_coordinator *co) {
+    if (!co) return;
+    if (co->d) {
+        pthread_mutex_lock(&co->mu);
+        co->phase = co->phase == PH_RUNNING ? PH_STOPPED : co->phase;
+        co->stop = 2;
+        pthread_cond_broadcast(&co->cv);
+        pthread_mutex_unlock(&co->mu);
+        MHD_stop_daemon(co->d);
+    }
+    fed_store_close(co->store);
+    fed_allowlist_close(co->allow);
+    fed_model_free(co->proto);
+    if (co->key_pem) fed_crypto_wipe(co->key_pem, strlen(co->key_pem));
+    free(co->key_pem);
+    free(co->cert_pem);
+    free(co->client_ca_pem);
+    fed_crypto_wipe(co->token, sizeof co->token);
+    free(co->clients);
+    free(co->labels);
+    free(co->body);
+    free(co->body_z);
+    free(co->deltas); free(co->deltas_c); free(co->bufs); free(co->res); free(co->evres); free(co->slot_state);
+    for (int i = 0; i < co->nrounds; i++) free(co->rounds[i].cm);
+    free(co->rounds);
+    pthread_mutex_destroy(&co->mu);
+    pthread_cond_destroy(&co->cv);
+    free(co);
+}
