@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 FEDERATE_DATA ?= $(HOME)/.cache/federate
 export FEDERATE_DATA
 
-.PHONY: all bootstrap build demo test test-asan bench install clean fixtures
+.PHONY: all bootstrap build demo test test-asan bench install clean fixtures fuzz
 
 all: build
 
@@ -45,3 +45,7 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
+
+# libFuzzer on every parser for 10 minutes each (make test runs 10 seconds each)
+fuzz: bootstrap
+	bash tests/fuzz/run.sh 600

@@ -6,17 +6,21 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 #include "args.h"
 #include "common.h"
+#include "federate/dashboard.h"
 #include "federate/fl.h"
 
 static volatile int stop_requested = 0;
-static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
+static volatile sig_atomic_t signals_seen = 0;
+static void on_sigint(int sig) { (void)sig; stop_requested = 1; signals_seen++; }
 
 typedef struct run_ctx {
     int json;
     cli_progress bar;
+    fed_dashboard *dash;   /* --dashboard: fed from the callbacks below */
 } run_ctx;
 
 static void fmt_bytes(char *buf, size_t size, int64_t b) {
@@ -27,6 +31,7 @@ static void fmt_bytes(char *buf, size_t size, int64_t b) {
 
 static void on_client(void *vctx, int round, int done, int total) {
     run_ctx *c = vctx;
+    fed_dashboard_live_client(c->dash, round, done, total);
     char extra[48];
     snprintf(extra, sizeof extra, "round %d clients", round);
     cli_progress_update(&c->bar, done, total, extra);
@@ -35,6 +40,7 @@ static void on_client(void *vctx, int round, int done, int total) {
 static void on_round(void *vctx, const fed_config *cfg, const fed_round_report *r) {
     run_ctx *c = vctx;
     const fed_round_metrics *m = &r->m;
+    fed_dashboard_live_round(c->dash, cfg, r);
     cli_progress_clear(&c->bar);
     if (c->json) {
         json_t *o = json_object();
@@ -78,6 +84,8 @@ int cmd_run(int argc, char **argv) {
     const char *sets[34] = {NULL};
     uint64_t resume = 0;
     int threads = -1;
+    const char *dash_listen = NULL;
+    int dash_public = 0, dash_keep = 0;
     static const char *const formats[] = {"text", "json", NULL};
     const arg_spec specs[] = {
         {"set", ARG_STRLIST, sets, "override a config key: --set key=value (repeatable)", NO_RANGE, NULL},
@@ -85,6 +93,9 @@ int cmd_run(int argc, char **argv) {
         {"resume", ARG_U64, &resume, "continue run ID from its last checkpoint", NO_RANGE, NULL},
         {"threads", ARG_INT, &threads, "clients trained side by side (overrides the config)", 1, 64, NULL},
         {"log-format", ARG_STRING, &log_format, "text, or json: one object per round", NO_RANGE, formats},
+        {"dashboard", ARG_STRING, &dash_listen, "serve the live dashboard on HOST:PORT (e.g. 127.0.0.1:8080; port 0: any free one)", NO_RANGE, NULL},
+        {"dashboard-public", ARG_FLAG, &dash_public, "let --dashboard listen on a non-loopback address (plain HTTP, no login)", NO_RANGE, NULL},
+        {"dashboard-keep", ARG_FLAG, &dash_keep, "keep serving the dashboard after the run, until Ctrl-C", NO_RANGE, NULL},
         ARG_END,
     };
     const char *pos[1] = {NULL};
@@ -105,7 +116,18 @@ int cmd_run(int argc, char **argv) {
 
     fed_store *store = NULL;
     if ((rc = fed_store_open(&store, db))) return cli_fail("run", "cannot open the experiment store", rc);
-    run_ctx ctx = {strcmp(log_format, "json") == 0, {0}};
+    run_ctx ctx = {strcmp(log_format, "json") == 0, {0}, NULL};
+    if (dash_listen) {
+        fed_dashboard_opts dopts = {dash_listen, db, dash_public, 0};
+        if ((rc = fed_dashboard_start(&ctx.dash, &dopts))) {
+            fed_store_close(store);
+            return cli_fail("run", "cannot start the dashboard", rc);
+        }
+        const char *colon = strrchr(dash_listen, ':');
+        /* stderr: stdout may be one JSON object per line */
+        fprintf(stderr, "dashboard: http://%.*s:%d/\n", (int)(colon - dash_listen), dash_listen, fed_dashboard_port(ctx.dash));
+        fed_dashboard_live_begin(ctx.dash, &cfg, (int64_t)resume, &stop_requested);
+    }
     cli_progress_init(&ctx.bar, "run");
     if (ctx.json) ctx.bar.enabled = 0;
     fed_run_opts ro = {0};
@@ -129,6 +151,16 @@ int cmd_run(int argc, char **argv) {
     rc = fed_run(&cfg, &ro, &res);
     cli_progress_clear(&ctx.bar);
     fed_store_close(store);
+    if (ctx.dash) {
+        fed_dashboard_live_end(ctx.dash, rc, &res);
+        /* a stop from the page keeps serving; Ctrl-C ends it */
+        if (dash_keep && !signals_seen) {
+            fprintf(stderr, "dashboard: the run has ended; still serving until Ctrl-C\n");
+            while (!signals_seen) usleep(100000);
+        }
+        fed_dashboard_free(ctx.dash);
+        ctx.dash = NULL;
+    }
     if (rc) {
         fed_run_result_free(&res);
         return cli_fail("run", "the run failed", rc);

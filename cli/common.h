@@ -37,5 +37,9 @@ int cmd_client(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_enroll(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_dashboard(int argc, char **argv);
 
 #endif

@@ -11,6 +11,10 @@ typedef struct command {
 
 static const command commands[] = {
     {"run", cmd_run, "simulate a federation from a YAML config (the main job)"},
+    {"dashboard", cmd_dashboard, "web dashboard: live and past runs, start a simulation from a form"},
+    {"export", cmd_export, "a run's global model (final or after a round) as PyTorch-loadable safetensors"},
+    {"report", cmd_report, "a self-contained HTML report of a run for reviewers"},
+    {"plot", cmd_plot, "PNG and SVG plots of runs: accuracy, loss, confusion, clients, privacy"},
     {"server", cmd_server, "coordinator of a networked federation (TLS, signed uploads)"},
     {"client", cmd_client, "client daemon of a networked federation"},
     {"certs", cmd_certs, "TLS certificates (CA, server, clients) for a test federation"},

@@ -27,17 +27,37 @@ typedef struct fed_config {
     int clients_per_round;      /* clients_per_round: a count; 0 = use client_selection_ratio */
     double client_selection_ratio; /* client_selection_ratio: a fraction (0.1) */
     int min_clients;            /* min_clients: fewest finished clients to aggregate a round (1) */
-    char client_selection[16];  /* client_selection: uniform | stratified | capability */
+    char client_selection[16];  /* client_selection: uniform | stratified | capability | speed | oort | power-of-choice */
     double dropout_probability; /* dropout_probability: chance a selected client drops (0) */
     /* client capability profiles */
     char capability[16];        /* capability: none | uniform | lognormal (speed factor distribution) */
     double capability_spread;   /* capability_spread: range/sigma of the speed factors (0.5) */
     int adapt_to_capability;    /* adapt_to_capability: scale local epochs, batch and lr by capability (false) */
+    /* simulated systems: device profiles on a virtual clock (src/sim/clock.c) */
+    char device_profiles[16];   /* device_profiles: none | uniform | lognormal | file */
+    char device_profiles_file[512]; /* device_profiles_file: CSV client,speed,up,down,latency[,availability[,failure]] */
+    double device_spread;       /* device_spread: lognormal sigma of speeds and bandwidths (1.0) */
+    double availability;        /* availability: fraction of time a device is online (1) */
+    double availability_period_s; /* availability_period_s: length of a device's on/off cycle (3600) */
+    double failure_probability; /* failure_probability: chance a device fails during a round (0) */
+    double round_deadline_s;    /* round_deadline_s: simulated seconds per round (0 = none) */
+    double over_selection;      /* over_selection: extra fraction of clients selected (0) */
+    /* system-aware selection */
+    double oort_alpha;          /* oort_alpha: straggler penalty exponent (2) */
+    double oort_epsilon;        /* oort_epsilon: initial exploration fraction (0.9) */
+    int poc_candidates;         /* poc_candidates: power-of-choice d (0 = 2 x clients per round) */
+    /* asynchronous FL (strategy fedbuff) */
+    int buffer_size;            /* buffer_size: FedBuff K, updates per server step (10) */
+    int concurrency;            /* concurrency: clients training at once (0 = 2 x buffer_size) */
+    char staleness[16];         /* staleness: polynomial | hinge | constant */
+    double staleness_a;         /* staleness_a: exponent / slope a (0.5) */
+    double staleness_b;         /* staleness_b: hinge b (4) */
     /* model and local training */
     char model[32];             /* model: mlp | cnn | cnn-bn | resnet | cnn-dp */
     char hidden[64];            /* hidden: mlp hidden sizes, e.g. "200,200" */
     char norm[8];               /* norm: resnet normalization batch | group */
     int local_epochs;           /* local_epochs: E (5) */
+    int local_steps;            /* local_steps: > 0 replaces local_epochs by this many steps (0) */
     int batch_size;             /* batch_size: B (10) */
     double learning_rate;       /* learning_rate: client lr (0.1) */
     char optimizer[16];         /* optimizer: sgd | adam | adagrad */
@@ -45,7 +65,7 @@ typedef struct fed_config {
     double weight_decay;        /* weight_decay (0) */
     double lr_decay;            /* lr_decay: client lr multiplied by this every round (1) */
     /* strategy */
-    char strategy[16];          /* strategy: fedavg | fedavgm | fedprox | scaffold | qfedavg | fedadam | fedyogi | fedadagrad | fednova */
+    char strategy[16];          /* strategy: fedavg | fedavgm | fedprox | scaffold | qfedavg | fedadam | fedyogi | fedadagrad | fednova | fedbuff */
     double server_lr;           /* server_lr (1.0) */
     double server_momentum;     /* server_momentum: FedAvgM (0.9) */
     double beta1, beta2;        /* beta1, beta2: FedOpt (0.9, 0.99) */

@@ -25,5 +25,6 @@
 #include "federate/dp.h"
 #include "federate/compress.h"
 #include "federate/secagg.h"
+#include "federate/report.h"
 
 #endif

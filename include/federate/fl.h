@@ -207,15 +207,27 @@ int fed_client_evaluate(const fed_client_env *env, fed_model *m, int client, con
 /* ---- client selection --------------------------------------------------- */
 
 typedef struct fed_selector {
-    int kind;                 /* 0 uniform, 1 stratified, 2 capability */
+    int kind;                 /* 0 uniform, 1 stratified, 2 capability, 3 speed, 4 oort, 5 power-of-choice */
     int num_clients;
     int *last_selected;       /* round each client was last selected (0 = never); checkpointed */
+    /* what oort and power-of-choice remember per client (NAN = unknown); checkpointed */
+    double *loss;             /* last reported mean training loss */
+    double *duration;         /* last simulated duration of its work, s */
+    const double *speed;      /* device speeds (samples/s) from the simulated system; NULL = all equal */
+    double oort_alpha, oort_epsilon;
+    int poc_candidates;       /* power-of-choice d (0 = 2k) */
 } fed_selector;
 
 int fed_selector_init(fed_selector *s, const char *kind, int num_clients);
 void fed_selector_free(fed_selector *s);
 /* Chooses k distinct clients for round, ascending ids. */
 int fed_select_clients(fed_selector *s, const fed_federation *fed, uint64_t seed, int round, int k, int *out);
+/* The same among the clients with eligible[i] != 0 (NULL = all); k must not
+ * exceed their number. */
+int fed_select_clients_among(fed_selector *s, const fed_federation *fed, uint64_t seed, int round, int k,
+                             const unsigned char *eligible, int *out);
+/* Tells oort / power-of-choice what a client reported (loss NAN = keep the old). */
+void fed_selector_observe(fed_selector *s, int client, double loss, double duration);
 
 /* ---- the transport seam -------------------------------------------------- */
 
@@ -275,6 +287,7 @@ typedef struct fed_run_result {
     int num_classes;
     int stopped;               /* 1 if stopped early by *stop */
     double epsilon;            /* privacy spent (at privacy.delta); 0 without DP */
+    double sim_time_s;         /* simulated time of the whole run (virtual clock); NAN when not simulated */
     int budget_exhausted;      /* 1 if stopped before a round that would exceed privacy.target_epsilon */
 } fed_run_result;
 

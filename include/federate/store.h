@@ -69,7 +69,14 @@ int fed_store_save_checkpoint(fed_store *s, int64_t run_id, int round, const voi
 /* FED_ENOTFOUND if the run has none. Buffers are malloc'd. */
 int fed_store_load_checkpoint(fed_store *s, int64_t run_id, int *round, void **model, size_t *model_len,
                               void **state, size_t *state_len);
-/* Removes rounds/clients recorded after `round` (a resumed run redoes them). */
+/* The global model (safetensors bytes) after an evaluated round, kept for every
+ * such round (schema v3; zstd-compressed in the file) for `federate export --round`. */
+int fed_store_save_round_model(fed_store *s, int64_t run_id, int round, const void *model, size_t len);
+/* FED_ENOTFOUND, naming the rounds that have a model, if `round` has none. *model malloc'd. */
+int fed_store_load_round_model(fed_store *s, int64_t run_id, int round, void **model, size_t *len);
+/* Rounds with a stored model, ascending (none for a store older than v3); *rounds malloc'd. */
+int fed_store_round_model_rounds(fed_store *s, int64_t run_id, int **rounds, int *n);
+/* Removes rounds/clients/round models recorded after `round` (a resumed run redoes them). */
 int fed_store_truncate(fed_store *s, int64_t run_id, int round);
 
 int fed_store_get_run(fed_store *s, int64_t run_id, fed_run_info *info);

@@ -22,7 +22,9 @@
 
 static const char *const datasets[] = {"mnist", "fashion-mnist", "cifar10", NULL};
 static const char *const distributions[] = {"iid", "dirichlet", "shards", "quantity", NULL};
-static const char *const selections[] = {"uniform", "stratified", "capability", NULL};
+static const char *const selections[] = {"uniform", "stratified", "capability", "speed", "oort", "power-of-choice", NULL};
+static const char *const device_kinds[] = {"none", "uniform", "lognormal", "file", NULL};
+static const char *const staleness_kinds[] = {"polynomial", "hinge", "constant", NULL};
 static const char *const capabilities[] = {"none", "uniform", "lognormal", NULL};
 static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", "cnn-dp", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
@@ -32,7 +34,7 @@ static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", N
 static const char *const noise_sources[] = {"seeded", "secure", NULL};
 static const char *const conversions[] = {"improved", "classic", NULL};
 static const char *const strategies[] = {"fedavg", "fedavgm", "fedprox", "scaffold", "qfedavg",
-                                         "fedadam", "fedyogi", "fedadagrad", "fednova", NULL};
+                                         "fedadam", "fedyogi", "fedadagrad", "fednova", "fedbuff", NULL};
 
 /* Table order is struct order: it is the order of fed_config_to_yaml and of the docs. */
 static const fed_config_key keys[] = {
@@ -76,6 +78,39 @@ static const fed_config_key keys[] = {
      "range (uniform) or sigma (lognormal) of the speed factors"},
     {"adapt_to_capability", FED_CONFIG_BOOL, FIELD(adapt_to_capability), NO_RANGE, NULL,
      "scale each client's local work by its capability"},
+    /* simulated systems */
+    {"device_profiles", FED_CONFIG_STRING, FIELD(device_profiles), NO_RANGE, device_kinds,
+     "simulated devices (speed, bandwidth, latency, availability) on a virtual clock"},
+    {"device_profiles_file", FED_CONFIG_STRING, FIELD(device_profiles_file), NO_RANGE, NULL,
+     "CSV of device profiles for device_profiles file"},
+    {"device_spread", FED_CONFIG_DOUBLE, FIELD(device_spread), 0, 10, NULL,
+     "lognormal sigma of device speeds and bandwidths"},
+    {"availability", FED_CONFIG_DOUBLE, FIELD(availability), 0.01, 1, NULL,
+     "fraction of each on/off cycle a device is online"},
+    {"availability_period_s", FED_CONFIG_DOUBLE, FIELD(availability_period_s), 1, 1e9, NULL,
+     "simulated seconds of one on/off availability cycle"},
+    {"failure_probability", FED_CONFIG_DOUBLE, FIELD(failure_probability), 0, 0.99, NULL,
+     "chance that a device fails during its work (profiles from a file may set their own)"},
+    {"round_deadline_s", FED_CONFIG_DOUBLE, FIELD(round_deadline_s), 0, 1e12, NULL,
+     "simulated seconds a round may take; stragglers send partial work (0 = none)"},
+    {"over_selection", FED_CONFIG_DOUBLE, FIELD(over_selection), 0, 10, NULL,
+     "select this fraction more clients and aggregate the first ones to finish"},
+    {"oort_alpha", FED_CONFIG_DOUBLE, FIELD(oort_alpha), 0, 100, NULL,
+     "oort: straggler penalty exponent"},
+    {"oort_epsilon", FED_CONFIG_DOUBLE, FIELD(oort_epsilon), 0, 1, NULL,
+     "oort: initial fraction of picks that explore unexplored clients"},
+    {"poc_candidates", FED_CONFIG_INT, FIELD(poc_candidates), 0, BIG, NULL,
+     "power-of-choice: candidates d sampled each round (0 = 2 x clients per round)"},
+    {"buffer_size", FED_CONFIG_INT, FIELD(buffer_size), 1, BIG, NULL,
+     "fedbuff: client updates per server step (K)"},
+    {"concurrency", FED_CONFIG_INT, FIELD(concurrency), 0, BIG, NULL,
+     "fedbuff: clients training at once (0 = 2 x buffer_size)"},
+    {"staleness", FED_CONFIG_STRING, FIELD(staleness), NO_RANGE, staleness_kinds,
+     "fedbuff: down-weighting of stale updates"},
+    {"staleness_a", FED_CONFIG_DOUBLE, FIELD(staleness_a), 0, 100, NULL,
+     "fedbuff: polynomial exponent a, or hinge slope a"},
+    {"staleness_b", FED_CONFIG_DOUBLE, FIELD(staleness_b), 0, 1e9, NULL,
+     "fedbuff: hinge staleness b below which updates keep full weight"},
     /* model and local training */
     {"model", FED_CONFIG_STRING, FIELD(model), NO_RANGE, models, "model architecture"},
     {"hidden", FED_CONFIG_STRING, FIELD(hidden), NO_RANGE, NULL,
@@ -83,6 +118,8 @@ static const fed_config_key keys[] = {
     {"norm", FED_CONFIG_STRING, FIELD(norm), NO_RANGE, norms, "resnet normalization layers"},
     {"local_epochs", FED_CONFIG_INT, FIELD(local_epochs), 1, 100000, NULL,
      "local epochs per round (E)"},
+    {"local_steps", FED_CONFIG_INT, FIELD(local_steps), 0, BIG, NULL,
+     "local optimizer steps per round instead of local_epochs (0 = use local_epochs; 1 = FedSGD)"},
     {"batch_size", FED_CONFIG_INT, FIELD(batch_size), 1, BIG, NULL, "local minibatch size (B)"},
     {"learning_rate", FED_CONFIG_DOUBLE, FIELD(learning_rate), 0, 1000, NULL,
      "client learning rate (must be > 0)"},
@@ -198,6 +235,16 @@ void fed_config_default(fed_config *c) {
     snprintf(c->client_selection, sizeof c->client_selection, "uniform");
     snprintf(c->capability, sizeof c->capability, "none");
     c->capability_spread = 0.5;
+    snprintf(c->device_profiles, sizeof c->device_profiles, "none");
+    c->device_spread = 1.0;
+    c->availability = 1.0;
+    c->availability_period_s = 3600;
+    c->oort_alpha = 2.0;
+    c->oort_epsilon = 0.9;
+    c->buffer_size = 10;
+    snprintf(c->staleness, sizeof c->staleness, "polynomial");
+    c->staleness_a = 0.5;
+    c->staleness_b = 4;
     snprintf(c->model, sizeof c->model, "cnn");
     snprintf(c->hidden, sizeof c->hidden, "200,200");
     snprintf(c->norm, sizeof c->norm, "batch");
@@ -850,6 +897,19 @@ int fed_config_validate(const fed_config *c) {
     if (c->adapt_to_capability && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "adapt_to_capability needs a capability distribution "
                                      "(capability uniform or lognormal, not none)");
+    if (!strcmp(c->device_profiles, "file") && !c->device_profiles_file[0])
+        return fed_error(FED_EINVAL, "device_profiles file needs device_profiles_file (a CSV path)");
+    if (!strcmp(c->device_profiles, "none") && (c->round_deadline_s > 0 || c->over_selection > 0 ||
+                                                !strcmp(c->client_selection, "speed")))
+        return fed_error(FED_EINVAL, "round_deadline_s, over_selection and client_selection speed need simulated "
+                                     "devices (device_profiles uniform, lognormal or file, not none)");
+    if (!strcmp(c->strategy, "fedbuff")) {
+        if (strcmp(c->dp_mode, "none") || c->sa_enabled)
+            return fed_error(FED_EINVAL, "strategy fedbuff (asynchronous) does not support privacy.mode %s or "
+                                         "secure_aggregation yet", c->dp_mode);
+        if (c->buffer_size > c->num_clients)
+            return fed_error(FED_EINVAL, "buffer_size (%d) exceeds num_clients (%d)", c->buffer_size, c->num_clients);
+    }
     return 0;
 }
 

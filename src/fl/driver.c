@@ -2,6 +2,7 @@
  * Strategy): select clients, configure them, hand the tasks to the transport,
  * collect before the deadline, aggregate in client-id order, evaluate, record,
  * checkpoint. It never knows where the clients run. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/safetensors.h"
+#include "federate/sim.h"
 #include "federate/vec.h"
 
 static double now_s(void) {
@@ -38,8 +40,9 @@ static int make_model(const fed_config *cfg, const fed_dataset *d, fed_model **o
 
 /* Server state for a checkpoint: the strategy's vectors and the selector's
  * memory, as named tensors in a safetensors buffer. */
-static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privacy *priv, void **buf, size_t *len) {
-    fed_st_tensor t[19];
+static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privacy *priv, const fed_sysim *sim,
+                      void **buf, size_t *len) {
+    fed_st_tensor t[20];
     float *vecs[16];
     size_t lens[16];
     int nv = s->save_state ? s->save_state(s, vecs, lens, 16) : 0;
@@ -80,13 +83,28 @@ static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privac
         t[n].data = words;
         n++;
     }
+    /* the virtual clock and what oort / power-of-choice remember */
+    size_t sw = fed_sysim_state_size(sim, sel);
+    int64_t *sim_words = malloc(sw * sizeof(int64_t));
+    if (!sim_words) { free(last); free(words); return fed_error(FED_ENOMEM, "checkpoint: out of memory"); }
+    fed_sysim_state_get(sim, sel, sim_words);
+    memset(&t[n], 0, sizeof t[n]);
+    snprintf(t[n].name, sizeof t[n].name, "sim.state");
+    t[n].dtype = FED_DTYPE_I64;
+    t[n].ndim = 1;
+    t[n].shape[0] = (int64_t)sw;
+    t[n].numel = sw;
+    t[n].data = sim_words;
+    n++;
     int rc = fed_st_serialize(t, n, NULL, 0, buf, len);
     free(last);
     free(words);
+    free(sim_words);
     return rc;
 }
 
-static int load_state(fed_strategy *s, fed_selector *sel, fed_privacy *priv, const void *buf, size_t len) {
+static int load_state(fed_strategy *s, fed_selector *sel, fed_privacy *priv, fed_sysim *sim, const void *buf,
+                      size_t len) {
     fed_st_file *f;
     int rc = fed_st_parse(buf, len, &f);
     if (rc) return rc;
@@ -114,6 +132,8 @@ static int load_state(fed_strategy *s, fed_selector *sel, fed_privacy *priv, con
         else
             rc = fed_privacy_state_set(priv, (const int64_t *)pt->data, pt->numel);
     }
+    const fed_st_tensor *st = rc ? NULL : fed_st_find(f, "sim.state");   /* absent in older checkpoints */
+    if (st && st->dtype == FED_DTYPE_I64) rc = fed_sysim_state_set(sim, sel, (const int64_t *)st->data, st->numel);
     fed_st_close(f);
     return rc;
 }
@@ -164,6 +184,7 @@ typedef struct run_state {
     fed_client_state *residuals;   /* compression's error feedback */
     fed_secure_agg *secagg;
     float *sa_mean;                /* secure aggregation: the weighted mean the server learns */
+    fed_sysim *sim;                /* simulated devices and the virtual clock */
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -178,6 +199,7 @@ static void run_state_free(run_state *s) {
     free(s->sa_mean);
     fed_client_state_close(s->cstate);
     fed_selector_free(&s->sel);
+    fed_sysim_free(s->sim);
     fed_model_free(s->model);
     fed_pool_free(s->eval_pool);
     fed_federation_free(&s->fed);
@@ -197,10 +219,22 @@ static int checkpoint(run_state *s, fed_store *store, int64_t run_id, int round)
     void *mbuf = NULL, *sbuf = NULL;
     size_t mlen = 0, slen = 0;
     int rc = fed_model_serialize(s->model, &mbuf, &mlen);
-    if (!rc) rc = save_state(s->strategy, &s->sel, s->priv, &sbuf, &slen);
+    if (!rc) rc = save_state(s->strategy, &s->sel, s->priv, s->sim, &sbuf, &slen);
     if (!rc) rc = fed_store_save_checkpoint(store, run_id, round, mbuf, mlen, sbuf, slen);
     free(mbuf);
     free(sbuf);
+    return rc;
+}
+
+/* The global model of an evaluated round, for `federate export --round`. */
+static int save_round_model(run_state *s, fed_store *store, int64_t run_id, int round) {
+    memcpy(fed_model_params(s->model), s->global, s->n * sizeof(float));
+    if (s->nb) memcpy(fed_model_buffers(s->model), s->gbuf, s->nb * sizeof(float));
+    void *mbuf = NULL;
+    size_t mlen = 0;
+    int rc = fed_model_serialize(s->model, &mbuf, &mlen);
+    if (!rc) rc = fed_store_save_round_model(store, run_id, round, mbuf, mlen);
+    free(mbuf);
     return rc;
 }
 
@@ -210,6 +244,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     memset(out, 0, sizeof *out);
     out->final_accuracy = NAN;
     out->final_loss = NAN;
+    out->sim_time_s = NAN;
     fed_store *store = opts ? opts->store : NULL;
     int64_t run_id = 0;
     int start_round = 1, rc;
@@ -235,6 +270,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         start_round = ck_round + 1;
     }
     if ((rc = fed_config_validate(cfg))) goto done;
+    if (!strcmp(cfg->strategy, "fedbuff")) { rc = fed_run_async(cfg, opts, out); goto done; }  /* src/fl/async_driver.c */
     if (opts && opts->build_federation) rc = opts->build_federation(opts->federation_ctx, cfg, &S.fed);
     else rc = fed_federation_build(cfg, &S.fed);
     if (rc) goto done;
@@ -261,6 +297,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     if ((rc = fed_strategy_create(&S.strategy, cfg->strategy, &sp, S.n))) goto done;
     if ((rc = fed_pipeline_build(cfg, &S.pipeline))) goto done;
     if ((rc = fed_selector_init(&S.sel, cfg->client_selection, S.fed.num_clients))) goto done;
+    if ((rc = fed_sysim_new(&S.sim, cfg, &S.sel, S.fed.num_clients, (double)((S.n + S.nb) * sizeof(float))))) goto done;
     if ((rc = fed_privacy_new(&S.priv, cfg, &S.fed))) goto done;
     if (S.priv && S.nb && fed_privacy_mode(S.priv) != FED_PRIVACY_DPSGD) {
         /* BatchNorm statistics would leave the clients un-noised */
@@ -292,7 +329,8 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     S.gbuf = malloc((S.nb ? S.nb : 1) * sizeof(float));
     int K = fed_config_clients_per_round(cfg);
     /* DP-FedAvg samples each client independently: any number may come */
-    int Kcap = dpfedavg ? S.fed.num_clients : K;
+    int Kcap = dpfedavg ? S.fed.num_clients : fed_sysim_capacity(S.sim, K);
+    int Ktarget = K;
     S.clients = malloc((size_t)Kcap * sizeof(int));
     if (dpfedavg) S.dp_mean = malloc(S.n * sizeof(float));
     S.eval_flags = malloc((size_t)Kcap * sizeof(int));
@@ -325,7 +363,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if ((rc = fed_model_load_buffer(S.model, ck_model, ck_mlen))) goto done;
             memcpy(S.global, fed_model_params(S.model), S.n * sizeof(float));
             if (S.nb) memcpy(S.gbuf, fed_model_buffers(S.model), S.nb * sizeof(float));
-            if ((rc = load_state(S.strategy, &S.sel, S.priv, ck_state, ck_slen))) goto done;
+            if ((rc = load_state(S.strategy, &S.sel, S.priv, S.sim, ck_state, ck_slen))) goto done;
         }
         fed_round_metrics *past;
         int np;
@@ -386,10 +424,15 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         double t0 = now_s();
         int K = Kcap;
         if (dpfedavg) rc = fed_privacy_select(S.priv, cfg->seed, round, S.clients, &K);
-        else rc = fed_select_clients(&S.sel, &S.fed, cfg->seed, round, K, S.clients);
+        else rc = fed_sysim_select(S.sim, &S.sel, &S.fed, cfg->seed, round, Ktarget, S.clients, &K);
         if (rc) goto done;
         fed_client_ins defaults = {0};
         defaults.local_epochs = cfg->local_epochs;
+        if (cfg->local_steps > 0) {
+            /* a fixed number of local steps instead of epochs (FedSGD at 1) */
+            defaults.max_steps = cfg->local_steps;
+            defaults.local_epochs = INT_MAX / 4;
+        }
         defaults.batch_size = cfg->batch_size;
         defaults.lr = (float)(cfg->learning_rate * pow(cfg->lr_decay, round - 1));
         fed_client_ins *ins = S.ins;
@@ -411,6 +454,8 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                 S.tasks[i].ins.local_epochs = (int)((steps + per_epoch - 1) / per_epoch);
             }
         }
+        /* simulated devices: failures drawn, stragglers' work cut to the deadline */
+        if ((rc = fed_sysim_plan(S.sim, &S.fed, S.tasks, K))) goto done;
         if (S.priv && cfg->dp_target_epsilon > 0) {
             /* the budget: never start a round whose release could exceed it */
             double after;
@@ -435,6 +480,9 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if ((rc = tr->broadcast(tr, S.tasks, K, S.global, S.gbuf, control))) goto done;
             if ((rc = tr->collect(tr, S.results, K, 0))) goto done;
         }
+        double sim_round;
+        if ((rc = fed_sysim_finish(S.sim, &S.sel, &S.fed, S.tasks, S.results, K, dpfedavg ? K : Ktarget, &sim_round)))
+            goto done;
 
         /* secure aggregation: the server gets only the survivors' weighted mean */
         int sa_ok = 0;
@@ -499,7 +547,8 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         m.train_loss_std = fin ? sqrt(fmax(0.0, ls2 / fin - m.train_loss_mean * m.train_loss_mean)) : NAN;
         m.epsilon = NAN;
         m.clip = fed_privacy_clip(S.priv);
-        m.sim_time_s = NAN;
+        m.sim_time_s = sim_round;
+        if (S.sim->enabled) out->sim_time_s = S.sim->now;
         if (dpfedavg) {
             /* every round releases the noised sum, even of nobody's update, and
              * the strategy's server step sees it as one update of weight 1 */
@@ -574,6 +623,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         if (store) {
             if ((rc = fed_store_add_round(store, run_id, &m))) goto done;
             if ((rc = fed_store_add_clients(store, run_id, S.cm, K))) goto done;
+            if (eval_now && (rc = save_round_model(&S, store, run_id, round))) goto done;
             if ((cfg->checkpoint_every > 0 && round % cfg->checkpoint_every == 0) || round == cfg->num_rounds)
                 if ((rc = checkpoint(&S, store, run_id, round))) goto done;
         }

@@ -1,5 +1,6 @@
 /* The experiment store: runs, their per-round and per-client metrics, free-form
- * attributes and the latest checkpoint, in one SQLite file. Every statement is
+ * attributes, the latest checkpoint and the global model of every evaluated
+ * round (zstd-compressed, for `federate export --round`), in one SQLite file. Every statement is
  * prepared and bound (no value is ever formatted into SQL); NAN is stored as NULL. */
 #include "federate/store.h"
 #include "federate/error.h"
@@ -12,9 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <zstd.h>
 
 /* Bump when the schema changes, and teach open_schema() to migrate from the old one. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -24,6 +26,13 @@ struct fed_store {
     int readonly;
     int64_t version;   /* schema version of the file (a read-only v1 file stays v1) */
 };
+
+/* v3: the global model after each evaluated round; raw_len is the size of the
+ * safetensors bytes before compression. */
+#define ROUND_MODELS_SQL                                                                                             \
+    "CREATE TABLE IF NOT EXISTS round_models("                                                                      \
+    " run_id INTEGER NOT NULL, round INTEGER NOT NULL, raw_len INTEGER NOT NULL, model BLOB,"                        \
+    " PRIMARY KEY(run_id, round));"
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS runs("
@@ -46,6 +55,7 @@ static const char schema_sql[] =
     " PRIMARY KEY(run_id, round, client));"
     "CREATE TABLE IF NOT EXISTS checkpoints("
     " run_id INTEGER PRIMARY KEY, round INTEGER NOT NULL, model BLOB, state BLOB);"
+    ROUND_MODELS_SQL
     "PRAGMA user_version = " STR(SCHEMA_VERSION) ";";
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -205,15 +215,24 @@ static int open_schema(fed_store *s) {
             goto fail;
         }
         if ((rc = exec(s, schema_sql, "cannot create the schema"))) goto fail;
-    } else if (version == 1) {
-        /* v2: per-round privacy spent, clip used and simulated time */
-        if ((rc = exec(s,
-                       "ALTER TABLE rounds ADD COLUMN epsilon REAL;"
-                       "ALTER TABLE rounds ADD COLUMN clip REAL;"
-                       "ALTER TABLE rounds ADD COLUMN sim_time_s REAL;"
-                       "PRAGMA user_version = 2;",
-                       "cannot upgrade the schema from version 1")))
-            goto fail;
+    } else {
+        /* upgrades run one after the other: a v1 file goes through v2 to v3 */
+        if (version == 1) {
+            /* v2: per-round privacy spent, clip used and simulated time */
+            if ((rc = exec(s,
+                           "ALTER TABLE rounds ADD COLUMN epsilon REAL;"
+                           "ALTER TABLE rounds ADD COLUMN clip REAL;"
+                           "ALTER TABLE rounds ADD COLUMN sim_time_s REAL;"
+                           "PRAGMA user_version = 2;",
+                           "cannot upgrade the schema from version 1")))
+                goto fail;
+            version = 2;
+        }
+        if (version == 2) {
+            /* v3: per-round global models */
+            if ((rc = exec(s, ROUND_MODELS_SQL "PRAGMA user_version = 3;", "cannot upgrade the schema from version 2")))
+                goto fail;
+        }
     }
     if ((rc = commit(s, "cannot create the schema"))) goto fail;
     return 0;
@@ -495,6 +514,7 @@ int fed_store_truncate(fed_store *s, int64_t run_id, int round) {
     static const char *const sql[] = {
         "DELETE FROM rounds WHERE run_id = ? AND round > ?",
         "DELETE FROM clients WHERE run_id = ? AND round > ?",
+        "DELETE FROM round_models WHERE run_id = ? AND round > ?",
     };
     if ((rc = begin(s, "cannot truncate a run"))) return rc;
     if ((rc = run_exists(s, run_id))) goto fail;
@@ -790,4 +810,145 @@ int fed_store_get_clients(fed_store *s, int64_t run_id, int round, fed_client_me
     *clients = v;
     *n = cnt;
     return 0;
+}
+
+/* ---- per-round models (schema v3) ------------------------------------------ */
+
+int fed_store_save_round_model(fed_store *s, int64_t run_id, int round, const void *model, size_t len) {
+    int rc = check_store(s, 1);
+    if (rc) return rc;
+    if (!model || !len) return fed_error(FED_EINVAL, "%s: save_round_model: empty model", s->path);
+    if (round < 0) return fed_error(FED_EINVAL, "%s: save_round_model: negative round %d", s->path, round);
+    size_t cap = ZSTD_compressBound(len);
+    void *z = malloc(cap);
+    if (!z) return fed_error(FED_ENOMEM, "%s: out of memory compressing a %zu-byte model", s->path, len);
+    /* level 1: float weights barely compress, so spend little time trying */
+    size_t zlen = ZSTD_compress(z, cap, model, len, 1);
+    if (ZSTD_isError(zlen)) {
+        free(z);
+        return fed_error(FED_EINTERNAL, "%s: cannot compress the model of round %d: %s", s->path, round,
+                         ZSTD_getErrorName(zlen));
+    }
+    sqlite3_stmt *st;
+    if ((rc = prepare(s, &st,
+                      "INSERT OR REPLACE INTO round_models(run_id, round, raw_len, model) "
+                      "SELECT ?1, ?2, ?3, ?4 WHERE EXISTS(SELECT 1 FROM runs WHERE id = ?1)",
+                      "cannot save a round's model"))) {
+        free(z);
+        return rc;
+    }
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_int(st, 2, round);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+    int r = sqlite3_bind_blob64(st, 4, z, (sqlite3_uint64)zlen, SQLITE_STATIC);
+    if (r == SQLITE_OK) r = sqlite3_step(st);
+    if (r != SQLITE_DONE)
+        rc = db_fail(s, r, "cannot save the model of round %d of run %lld", round, (long long)run_id);
+    else if (sqlite3_changes(s->db) == 0)
+        rc = fed_error(FED_ENOTFOUND, "%s: no run %lld", s->path, (long long)run_id);
+    sqlite3_finalize(st);
+    free(z);
+    return rc;
+}
+
+int fed_store_round_model_rounds(fed_store *s, int64_t run_id, int **rounds, int *n) {
+    int rc = check_store(s, 0);
+    if (rc) return rc;
+    if (!rounds || !n) return fed_error(FED_EINVAL, "%s: round_model_rounds: NULL output", s->path);
+    *rounds = NULL;
+    *n = 0;
+    if ((rc = run_exists(s, run_id))) return rc;
+    if (s->version < 3) return 0;  /* an older file opened read-only keeps no per-round models */
+    sqlite3_stmt *st;
+    if ((rc = prepare(s, &st, "SELECT round FROM round_models WHERE run_id = ? ORDER BY round",
+                      "cannot list the rounds' models")))
+        return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    int *v = NULL, cnt = 0, cap = 0, r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, cnt + 1, sizeof *v)) {
+            rc = fed_error(FED_ENOMEM, "%s: out of memory listing the rounds' models", s->path);
+            break;
+        }
+        v[cnt++] = sqlite3_column_int(st, 0);
+    }
+    if (!rc && r != SQLITE_DONE) rc = db_fail(s, r, "cannot list the models of run %lld", (long long)run_id);
+    sqlite3_finalize(st);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *rounds = v;
+    *n = cnt;
+    return 0;
+}
+
+/* "1, 2, 3" or "none", for the error about a round without a model. */
+static void rounds_list(fed_store *s, int64_t run_id, char *buf, size_t cap) {
+    int *v = NULL, n = 0;
+    snprintf(buf, cap, "none");
+    if (fed_store_round_model_rounds(s, run_id, &v, &n) || n == 0) {
+        free(v);
+        return;
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && len + 16 < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? ", " : "", v[i]);
+    if (len + 16 >= cap) snprintf(buf + len, cap - len, ", ...");
+    free(v);
+}
+
+int fed_store_load_round_model(fed_store *s, int64_t run_id, int round, void **model, size_t *len) {
+    int rc = check_store(s, 0);
+    if (rc) return rc;
+    if (!model || !len) return fed_error(FED_EINVAL, "%s: load_round_model: NULL output", s->path);
+    *model = NULL;
+    *len = 0;
+    if ((rc = run_exists(s, run_id))) return rc;
+    if (s->version < 3)
+        return fed_error(FED_ENOTFOUND, "%s: run %lld has no model for round %d (the store predates per-round models)",
+                         s->path, (long long)run_id, round);
+    sqlite3_stmt *st;
+    if ((rc = prepare(s, &st, "SELECT raw_len, model FROM round_models WHERE run_id = ? AND round = ?",
+                      "cannot load a round's model")))
+        return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_int(st, 2, round);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        sqlite3_int64 raw = sqlite3_column_int64(st, 0);
+        const void *z = sqlite3_column_blob(st, 1);
+        size_t zlen = (size_t)sqlite3_column_bytes(st, 1);
+        unsigned long long fsz = z ? ZSTD_getFrameContentSize(z, zlen) : ZSTD_CONTENTSIZE_ERROR;
+        /* the recorded size must match the frame's, so a damaged row cannot ask for a huge buffer */
+        if (raw <= 0 || fsz == ZSTD_CONTENTSIZE_ERROR || fsz == ZSTD_CONTENTSIZE_UNKNOWN || fsz != (unsigned long long)raw) {
+            rc = fed_error(FED_EFORMAT, "%s: the stored model of round %d of run %lld is damaged", s->path, round,
+                           (long long)run_id);
+        } else {
+            void *buf = malloc((size_t)raw);
+            if (!buf) {
+                rc = fed_error(FED_ENOMEM, "%s: out of memory loading a %lld-byte model", s->path, (long long)raw);
+            } else {
+                size_t got = ZSTD_decompress(buf, (size_t)raw, z, zlen);
+                if (ZSTD_isError(got) || got != (size_t)raw) {
+                    free(buf);
+                    rc = fed_error(FED_EFORMAT, "%s: the stored model of round %d of run %lld is damaged", s->path,
+                                   round, (long long)run_id);
+                } else {
+                    *model = buf;
+                    *len = got;
+                }
+            }
+        }
+    } else if (r == SQLITE_DONE) {
+        char avail[256];
+        rounds_list(s, run_id, avail, sizeof avail);
+        rc = fed_error(FED_ENOTFOUND, "%s: run %lld has no model for round %d (rounds with a model: %s)", s->path,
+                       (long long)run_id, round, avail);
+    } else {
+        rc = db_fail(s, r, "cannot load the model of round %d of run %lld", round, (long long)run_id);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
