@@ -685,8 +685,8 @@ static int parse(fed_config *c, yaml_parser_t *p, const char *src) {
                     len = strlen(full);
                 }
                 const fed_config_key *k = strlen(name) == len ? fed_config_find_key(name) : NULL;
-                if (!k && !in_section && strlen(name) == len && is_section(name)) {
-                    snprintf(section, sizeof section, "%s", name);
+                if (!k && !in_section && strlen(name) == len && len < sizeof section && is_section(name)) {
+                    memcpy(section, name, len + 1);
                     want_section = 1;
                     yaml_event_delete(&ev);
                     continue;
