@@ -9,6 +9,7 @@
 #include <string.h>
 #include "args.h"
 #include "common.h"
+#include "federate/dashboard.h"
 #include "federate/net.h"
 
 /* The lead adds this to cli/common.h. */
@@ -21,7 +22,7 @@ static void on_signal(int sig) {
 }
 
 static void on_round(void *ctx, const fed_config *cfg, const fed_round_report *r) {
-    (void)ctx;
+    fed_dashboard_live_round(ctx, cfg, r);   /* NULL without --dashboard: a no-op */
     const fed_round_metrics *m = &r->m;
     char acc[32] = "-";
     if (!isnan(m->test_accuracy)) snprintf(acc, sizeof acc, "%.2f%%", 100 * m->test_accuracy);
@@ -34,7 +35,8 @@ static void on_round(void *ctx, const fed_config *cfg, const fed_round_report *r
 int cmd_server(int argc, char **argv) {
     const char *config = NULL, *listen = NULL, *db = NULL, *allow = NULL, *port_file = NULL, *model_out = NULL;
     const char *sets[34] = {NULL};
-    int plaintext = 0;
+    const char *dashboard = NULL;
+    int plaintext = 0, dashboard_public = 0;
     const arg_spec specs[] = {
         {"config", ARG_STRING, &config, "run config plus a server: section (required)", NO_RANGE, NULL},
         {"set", ARG_STRLIST, sets, "override a run config key: --set key=value (repeatable)", NO_RANGE, NULL},
@@ -44,6 +46,8 @@ int cmd_server(int argc, char **argv) {
         {"port-file", ARG_STRING, &port_file, "write the bound port here (overrides server.port_file)", NO_RANGE, NULL},
         {"model-out", ARG_STRING, &model_out, "save the final model here (overrides server.model_out)", NO_RANGE, NULL},
         {"insecure-plaintext", ARG_FLAG, &plaintext, "serve plain HTTP without TLS (loopback only; tests)", NO_RANGE, NULL},
+        {"dashboard", ARG_STRING, &dashboard, "also serve the live dashboard (read-only) on HOST:PORT", NO_RANGE, NULL},
+        {"dashboard-public", ARG_FLAG, &dashboard_public, "allow a non-loopback dashboard address", NO_RANGE, NULL},
         ARG_END,
     };
     int rc = args_parse("server", "--config server.yaml [FLAGS]", specs, argc, argv, 2, NULL, 0, NULL);
@@ -85,8 +89,21 @@ int cmd_server(int argc, char **argv) {
            cfg.dataset, plaintext ? "http" : "https", so.listen, fed_coordinator_port(co), cfg.num_clients,
            fed_config_clients_per_round(&cfg), cfg.num_rounds, cfg.model, cfg.strategy);
     fflush(stdout);
+    /* the dashboard reads the coordinator's store; it starts no runs of its own */
+    fed_dashboard *dash = NULL;
+    if (dashboard) {
+        fed_dashboard_opts dopts = {dashboard, so.store, dashboard_public, 1};
+        if ((rc = fed_dashboard_start(&dash, &dopts))) {
+            fed_coordinator_free(co);
+            return cli_fail("server", "cannot start the dashboard", rc);
+        }
+        fprintf(stderr, "dashboard: http://%s/ (port %d)\n", dashboard, fed_dashboard_port(dash));
+        fed_dashboard_live_begin(dash, &cfg, 0, NULL);
+    }
     fed_run_result res;
-    rc = fed_coordinator_run(co, on_round, NULL, &res);
+    rc = fed_coordinator_run(co, on_round, dash, &res);
+    fed_dashboard_live_end(dash, rc, rc ? NULL : &res);
+    fed_dashboard_free(dash);
     the_coordinator = NULL;
     if (rc) {
         int r = cli_fail("server", "the run failed", rc);

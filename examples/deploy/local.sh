@@ -30,8 +30,9 @@ for ((i = 0; i < N; i++)); do
 done
 "$BIN" partition --clients "$N" --scheme iid --seed 1 --out parts >/dev/null
 
+# DASHBOARD=127.0.0.1:8080 also serves the live dashboard from the coordinator
 "$BIN" server --config "$HERE/server.yaml" --set "num_clients=$N" --listen 127.0.0.1:0 --port-file port \
-  > server.out 2> server.log &
+  ${DASHBOARD:+--dashboard "$DASHBOARD"} > server.out 2> server.log &
 server=$!
 pids+=("$server")
 for _ in $(seq 1 100); do [ -s port ] && break; kill -0 "$server" 2>/dev/null || break; sleep 0.1; done

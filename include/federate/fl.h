@@ -259,6 +259,7 @@ typedef struct fed_round_report {
     fed_round_metrics m;
     const fed_client_metrics *clients;
     int nclients;
+    int64_t run_id;            /* the run in the store (0 without one) */
 } fed_round_report;
 
 typedef struct fed_run_opts {

@@ -449,6 +449,7 @@ static void on_round_locked(fed_dashboard *d, const fed_round_report *r) {
     d->bytes_down += r->m.bytes_down;
     if (isfinite(r->m.wall_s)) d->dur_sum += r->m.wall_s;
     d->clients_done = d->clients_total = 0;
+    if (r->run_id > 0 && d->active) d->run_id = r->run_id;   /* the driver says which run it is */
     resolve_live_id(d);
 }
 

@@ -352,7 +352,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
                 if ((rc = fed_store_add_clients(store, run_id, A.cm, A.ncm))) goto done;
             }
             if (opts && opts->on_round) {
-                fed_round_report rep = {m, A.cm, A.ncm};
+                fed_round_report rep = {m, A.cm, A.ncm, run_id};
                 opts->on_round(opts->ctx, cfg, &rep);
             }
             last_flush = now;

@@ -628,7 +628,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                 if ((rc = checkpoint(&S, store, run_id, round))) goto done;
         }
         if (opts && opts->on_round) {
-            fed_round_report rep = {m, S.cm, K};
+            fed_round_report rep = {m, S.cm, K, run_id};
             opts->on_round(opts->ctx, cfg, &rep);
         }
         if (opts && opts->stop && *opts->stop && round < cfg->num_rounds) {
