@@ -6,6 +6,7 @@
  * federation. The wire protocol is docs/protocol.md. */
 #ifndef FEDERATE_NET_H
 #define FEDERATE_NET_H
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "federate/config.h"
@@ -58,6 +59,14 @@ int fed_net_unpack(const fed_model *proto, const void *buf, size_t len, int want
 /* zstd frames; decompression refuses more than max_out bytes. */
 int fed_net_zstd_compress(const void *in, size_t len, void **out, size_t *out_len);
 int fed_net_zstd_decompress(const void *in, size_t len, size_t max_out, void **out, size_t *out_len);
+
+/* ---- listening addresses -------------------------------------------------- */
+
+/* "HOST:PORT" (IPv4, [IPv6] or localhost; port 0 = any free one) into a4 or a6
+ * (*is6 says which) and whether it is a loopback address. `what` names the
+ * setting in error messages ("server.listen", "dashboard address"). */
+int fed_net_parse_listen(const char *what, const char *s, struct sockaddr_in6 *a6, struct sockaddr_in *a4, int *is6,
+                         int *loopback);
 
 /* ---- the coordinator ------------------------------------------------------ */
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include "dashboard/assets.h"
 #include "federate/dashboard.h"
+#include "federate/net.h"
 #include "federate/error.h"
 
 #define MAX_BODY (64 * 1024)
@@ -701,40 +702,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 /* ---- start and stop ------------------------------------------------------------------- */
 
-static int parse_listen(const char *s, struct sockaddr_in6 *a6, struct sockaddr_in *a4, int *is6, int *loopback) {
-    char host[128];
-    const char *colon = s ? strrchr(s, ':') : NULL;
-    if (!colon) return fed_error(FED_EINVAL, "dashboard address '%s' is not HOST:PORT", s ? s : "");
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host) return fed_error(FED_EINVAL, "dashboard address '%.60s...': host too long", s);
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    int64_t port;
-    if (parse_id(colon + 1, strlen(colon + 1), &port) || port > 65535)
-        return fed_error(FED_EINVAL, "dashboard address '%s': the port must be a number in [0, 65535]", s);
-    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
-    memset(a6, 0, sizeof *a6);
-    memset(a4, 0, sizeof *a4);
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        *is6 = 0;
-        *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *is6 = 1;
-        *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
-        return 0;
-    }
-    return fed_error(FED_EINVAL, "dashboard address '%s': the host must be an IP address or localhost", s);
-}
 
 int fed_dashboard_start(fed_dashboard **out, const fed_dashboard_opts *opts) {
     if (!out || !opts || !opts->store) return fed_error(FED_EINVAL, "fed_dashboard_start: NULL argument");
@@ -742,7 +709,7 @@ int fed_dashboard_start(fed_dashboard **out, const fed_dashboard_opts *opts) {
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     int is6 = 0, loop = 0, rc;
-    if ((rc = parse_listen(opts->listen, &a6, &a4, &is6, &loop))) return rc;
+    if ((rc = fed_net_parse_listen("dashboard address", opts->listen, &a6, &a4, &is6, &loop))) return rc;
     if (!loop && !opts->allow_public)
         return fed_error(FED_EINVAL,
                          "the dashboard serves plain HTTP with no login, so it listens only on loopback; '%s' is not "

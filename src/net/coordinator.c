@@ -991,39 +991,6 @@ static int read_file(const char *path, char **out, size_t max) {
     return 0;
 }
 
-static int parse_listen(const char *s, struct sockaddr_in6 *a6, struct sockaddr_in *a4, int *is6, int *loopback) {
-    char host[128];
-    const char *colon = strrchr(s, ':');
-    if (!colon) return fed_error(FED_EINVAL, "server.listen '%s' is not HOST:PORT", s);
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host) return fed_error(FED_EINVAL, "server.listen '%s': host too long", s);
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    int64_t port;
-    if (parse_i64(colon + 1, &port) || port < 0 || port > 65535) return fed_error(FED_EINVAL, "server.listen '%s': bad port", s);
-    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
-    memset(a6, 0, sizeof *a6);
-    memset(a4, 0, sizeof *a4);
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        *is6 = 0;
-        *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *is6 = 1;
-        *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
-        return 0;
-    }
-    return fed_error(FED_EINVAL, "server.listen '%s': host must be an IP address or localhost", s);
-}
 
 int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fed_server_opts *so) {
     int rc = fed_config_validate(cfg);
@@ -1073,7 +1040,7 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     int is6 = 0, loop = 0;
-    if ((rc = parse_listen(so->listen, &a6, &a4, &is6, &loop))) goto fail;
+    if ((rc = fed_net_parse_listen("server.listen", so->listen, &a6, &a4, &is6, &loop))) goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (is6) flags |= MHD_USE_IPv6;
     if (so->insecure_plaintext) {
