@@ -137,7 +137,8 @@ static int runs_show(const char *db, int64_t id, int with_clients) {
     }
     printf("\n%5s  %8s  %9s  %-19s  %9s  %-14s  %12s  %12s  %8s", "round", "test_acc", "test_loss",
            "train_loss", "local_acc", "sel/fin/drop", "bytes_up", "bytes_down", "wall_s");
-    if (has_sim) printf("  %10s", "sim_time_s");
+    if (has_sim) printf("  %10s  %11s", "sim_time_s", "sim_total_s");
+    double sim_total = 0;
     if (has_eps) printf("  %9s", "epsilon");
     if (has_clip) printf("  %8s", "clip");
     printf("\n");
@@ -155,7 +156,10 @@ static int runs_show(const char *db, int64_t id, int with_clients) {
                pad > 0 ? pad : 0, "", pct(la, sizeof la, r[i].local_accuracy), sfd, r[i].bytes_up, r[i].bytes_down,
                num(ws, sizeof ws, "%.2f", r[i].wall_s));
         char ex[32];
-        if (has_sim) printf("  %10s", num(ex, sizeof ex, "%.1f", r[i].sim_time_s));
+        if (has_sim) {
+            sim_total += isnan(r[i].sim_time_s) ? 0 : r[i].sim_time_s;
+            printf("  %10s  %11.1f", num(ex, sizeof ex, "%.1f", r[i].sim_time_s), sim_total);
+        }
         if (has_eps) printf("  %9s", num(ex, sizeof ex, "%.4f", r[i].epsilon));
         if (has_clip) printf("  %8s", num(ex, sizeof ex, "%.4g", r[i].clip));
         printf("\n");

@@ -11,7 +11,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libopenblas-dev libsodium-dev libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev
       libjansson-dev libyaml-dev libsqlite3-dev libzstd-dev zlib1g-dev
-      libcairo2-dev dataset-fashion-mnist bc curl openssl sqlite3 chromium)
+      libcairo2-dev dataset-fashion-mnist bc curl openssl sqlite3 chromium
+      iproute2)   # ip and tc: tests/cli_deploy_netns.sh
 # Extra packages for a use: `bootstrap.sh torch` adds PyTorch for fixtures and benchmarks.
 for extra in "$@"; do
   case "$extra" in

@@ -246,6 +246,13 @@ struct fed_transport {
     int (*evaluate)(fed_transport *t, const int *clients, int k, const float *global, const float *global_buffers,
                     fed_eval_res *out);
     void (*free_impl)(fed_transport *t);
+    /* Optional (NULL: the driver runs secure aggregation in process): with
+     * secure_aggregation.enabled, runs the protocol among the clients whose
+     * results came back OK, as fed_secure_agg_round does, and writes the
+     * survivors' weighted mean into mean (n floats). A networked coordinator
+     * relays the clients' stage messages (src/net/secagg_relay.c). */
+    int (*secure_mean)(fed_transport *t, int round, struct fed_result *results, int k, float *mean, size_t n,
+                       fed_secure_agg_report *rep);
 };
 
 /* In-process: clients trained side by side on `threads` worker threads, each

@@ -488,7 +488,8 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         int sa_ok = 0;
         if (S.secagg && K > 0) {
             fed_secure_agg_report sr;
-            rc = fed_secure_agg_round(S.secagg, round, S.results, K, S.sa_mean, S.n, &sr);
+            if (tr->secure_mean) rc = tr->secure_mean(tr, round, S.results, K, S.sa_mean, S.n, &sr);
+            else rc = fed_secure_agg_round(S.secagg, round, S.results, K, S.sa_mean, S.n, &sr);
             if (rc == FED_ESTATE || rc == FED_ERANGE) {
                 fprintf(stderr, "federate: round %d: secure aggregation failed, the global model is unchanged: %s\n",
                         round, fed_last_error());

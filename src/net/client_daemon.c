@@ -18,6 +18,7 @@
 #include "federate/error.h"
 #include "federate/net.h"
 #include "federate/pool.h"
+#include "secagg_relay.h"
 
 typedef struct buf {
     char *p;
@@ -391,6 +392,22 @@ static int fetch_model(daemon_s *d, int64_t run, int round, int want_control, bu
     return rc;
 }
 
+/* The secure aggregation stages' requests go through call() too (signed, retried). */
+typedef struct sa_ctx {
+    daemon_s *d;
+    buf *b;
+    hdrs *h;
+} sa_ctx;
+
+static int sa_call(void *ctx, const char *method, const char *path, int64_t run, int round, const void *body, size_t len,
+                   double timeout_s, const uint8_t **resp, size_t *resp_len) {
+    sa_ctx *s = ctx;
+    int st = call(s->d, method, path, run, round, body, len, NULL, timeout_s, s->b, s->h);
+    *resp = (const uint8_t *)s->b->p;
+    *resp_len = s->b->len;
+    return st;
+}
+
 static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *h) {
     fed_task task;
     memset(&task, 0, sizeof task);
@@ -436,14 +453,24 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     if (isnan(res.train_accuracy)) snprintf(ta, sizeof ta, "nan");
     else snprintf(ta, sizeof ta, "%.17g", res.train_accuracy);
     snprintf(un, sizeof un, "%.17g", res.update_norm);
+    /* secure aggregation: the result carries the metadata only (a zero update, not
+     * even its norm); the update itself goes masked through the protocol below */
+    int secure = d->cfg.sa_enabled;
+    float *zeros = NULL;
+    if (secure) {
+        snprintf(un, sizeof un, "0");
+        if (!(zeros = calloc(d->n, sizeof *zeros))) return fed_error(FED_ENOMEM, "out of memory");
+    }
     snprintf(rs, sizeof rs, "%d", round);
     snprintf(cs, sizeof cs, "%d", d->o->id);
     const char *meta[] = {"num_examples", ne, "steps", steps, "lr", lr, "loss_before", lb, "train_loss", tl,
                           "train_accuracy", ta, "update_norm", un, "round", rs, "client", cs};
     void *body = NULL, *z = NULL;
     size_t len = 0, zlen = 0;
-    if ((rc = fed_net_pack(d->model, res.delta, res.buffers, res.delta_c, meta, 9, &body, &len))) return rc;
-    if (d->o->compress && fed_net_zstd_compress(body, len, &z, &zlen) == 0) {
+    rc = fed_net_pack(d->model, secure ? zeros : res.delta, res.buffers, res.delta_c, meta, 9, &body, &len);
+    free(zeros);
+    if (rc) return rc;
+    if ((d->o->compress || secure) && fed_net_zstd_compress(body, len, &z, &zlen) == 0) {
         free(body);
         body = z;
         len = zlen;
@@ -454,6 +481,16 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     if (st == 200) say(d, "round %d: %ld steps, loss %.4f, update uploaded (%zu bytes, %.1f s cpu)", round, res.steps,
                        res.train_loss, len, (double)clock() / CLOCKS_PER_SEC - t0);
     else return fed_error(FED_ESTATE, "update refused (HTTP %d): %s", st, err_text(b));
+    if (secure) {
+        /* the round's protocol begins once the coordinator has closed the fit phase */
+        json_t *dl = json_object_get(t, "deadline_s");
+        double wait = (json_is_number(dl) ? json_number_value(dl) : 60.0) * 4 + 2.0 * d->long_poll + 60;
+        sa_ctx sc = {d, b, h};
+        rc = fed_secagg_daemon_round(sa_call, &sc, d->o->id, run, round, res.delta, d->n, res.num_examples, d->long_poll,
+                                     wait, d->o->quiet);
+        /* not remembered as a failed task: a restarted coordinator hands it out again */
+        if (rc) say(d, "round %d: secure aggregation: %s", round, fed_last_error());
+    }
     return 0;
 }
 

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "federate/error.h"
 #include "federate/net.h"
 #include "federate/vec.h"
+#include "secagg_relay.h"
 
 #define NONCE_RING 512
 #define TS_WINDOW_S 300
@@ -36,12 +38,12 @@ enum { SL_OPEN = 0, SL_DONE = 1, SL_CLOSED = 2 };
 enum {
     R_UNSIGNED, R_BAD_SIGNATURE, R_UNKNOWN_CLIENT, R_REPLAY, R_STALE_TIMESTAMP, R_LATE, R_TOO_LARGE,
     R_MALFORMED_JSON, R_MALFORMED_BODY, R_BAD_TENSOR, R_NON_FINITE, R_NORM, R_WRONG_RUN, R_NOT_REGISTERED,
-    R_NO_TASK, R_UNAUTHORIZED, R_NOT_FOUND, R_CLIENT_CERT, R_NREASONS
+    R_NO_TASK, R_UNAUTHORIZED, R_NOT_FOUND, R_CLIENT_CERT, R_SECAGG, R_NREASONS
 };
 static const char *const reason_names[R_NREASONS] = {
     "unsigned", "bad_signature", "unknown_client", "replay", "stale_timestamp", "late", "too_large",
     "malformed_json", "malformed_body", "bad_tensor", "non_finite", "norm", "wrong_run", "not_registered",
-    "no_task", "unauthorized", "not_found", "client_certificate"};
+    "no_task", "unauthorized", "not_found", "client_certificate", "secagg"};
 
 typedef struct client_rec {
     int registered;
@@ -75,6 +77,7 @@ struct fed_coordinator {
     fed_transport transport;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t done_cv;   /* only the collector waits for uploads: no wake-up of every long poll per upload */
     int nclients, nregistered, num_classes;
     client_rec *clients;
     int32_t *labels;          /* nclients x num_classes */
@@ -87,6 +90,9 @@ struct fed_coordinator {
     int scaffold;
     void *body, *body_z;
     size_t body_len, body_z_len;
+    /* one response per body, queued on every download (MHD counts its users);
+     * it owns the body and frees it after the last download of the phase */
+    struct MHD_Response *body_resp, *body_z_resp;
     /* the open phase */
     int kind, round, k, need, ndone, open;
     double deadline, phase_start;
@@ -103,6 +109,7 @@ struct fed_coordinator {
     int64_t bytes_in, bytes_out;
     double dur_sum, dur_last;
     double final_accuracy;
+    fed_secagg_relay *relay;  /* secure aggregation over the network (NULL when off) */
 };
 
 static double now_s(void) {
@@ -376,6 +383,30 @@ static enum MHD_Result h_task(struct MHD_Connection *c, fed_coordinator *co, con
     return send_json(c, co, 200, r);
 }
 
+/* A response that owns body (malloc'd; freed by MHD after its last download), or
+ * NULL with body freed. */
+static struct MHD_Response *body_response(void *body, size_t len, int zstd) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return NULL;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(r, "X-Federate-Protocol", "1");
+    if (zstd) MHD_add_response_header(r, "Content-Encoding", "zstd");
+    return r;
+}
+
+/* Drops the coordinator's reference to the phase's bodies (the responses own them). */
+static void drop_bodies(fed_coordinator *co) {
+    if (co->body_resp) MHD_destroy_response(co->body_resp);
+    else free(co->body);
+    if (co->body_z_resp) MHD_destroy_response(co->body_z_resp);
+    else free(co->body_z);
+    co->body_resp = co->body_z_resp = NULL;
+    co->body = co->body_z = NULL;
+}
+
 static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, const auth *a) {
     const char *ae = hdr(c, "Accept-Encoding");
     int z = ae && strstr(ae, "zstd");
@@ -389,19 +420,15 @@ static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, co
     }
     if (z && !co->body_z) {
         if (fed_net_zstd_compress(co->body, co->body_len, &co->body_z, &co->body_z_len)) z = 0;
+        else co->body_z_resp = body_response(co->body_z, co->body_z_len, 1);
     }
-    const void *b = z ? co->body_z : co->body;
     size_t len = z ? co->body_z_len : co->body_len;
     if (co->kind == K_FIT) co->res[cr->slot].bytes_down += (int64_t)len;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)b, MHD_RESPMEM_MUST_COPY);
     co->bytes_out += (int64_t)len;
+    /* queued under the lock: open_phase may drop the coordinator's reference right after */
+    struct MHD_Response *r = z ? co->body_z_resp : co->body_resp;
+    enum MHD_Result ok = r ? MHD_queue_response(c, 200, r) : MHD_NO;
     pthread_mutex_unlock(&co->mu);
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/octet-stream");
-    MHD_add_response_header(r, "X-Federate-Protocol", "1");
-    if (z) MHD_add_response_header(r, "Content-Encoding", "zstd");
-    enum MHD_Result ok = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
     return ok;
 }
 
@@ -455,7 +482,7 @@ static void slot_done(fed_coordinator *co, int client, int slot) {
     co->ndone++;
     co->accepted++;
     co->clients[client].accepted++;
-    pthread_cond_broadcast(&co->cv);
+    pthread_cond_signal(&co->done_cv);
 }
 
 static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
@@ -675,6 +702,7 @@ static enum MHD_Result h_metrics(struct MHD_Connection *c, fed_coordinator *co) 
     P("federate_last_round_duration_seconds %.6f\n", co->dur_last);
     P("# HELP federate_round Current round.\n# TYPE federate_round gauge\nfederate_round %d\n", co->round);
     pthread_mutex_unlock(&co->mu);
+    if (co->relay && o < cap) o += fed_secagg_relay_metrics(co->relay, s + o, cap - o);
 #undef P
     enum MHD_Result r = send_buf(c, co, 200, "text/plain; version=0.0.4", s, o < cap ? o : cap - 1, NULL);
     free(s);
@@ -727,6 +755,31 @@ static enum MHD_Result h_api_post(struct MHD_Connection *c, fed_coordinator *co,
     return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: POST %.100s", url);
 }
 
+/* Secure aggregation stage messages: relayed to src/net/secagg_relay.c. */
+static enum MHD_Result h_secagg(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn, int is_post,
+                                const char *url) {
+    if (!co->relay)
+        return reject(c, co, 404, R_NOT_FOUND, 0, a->client, "secure aggregation is off in this run (secure_aggregation.enabled)");
+    uint8_t *out = NULL;
+    size_t len = 0;
+    const char *ctype = NULL;
+    char err[600] = "";
+    int st = fed_secagg_relay_request(co->relay, is_post, a->client, a->run, a->round, url, cn->body, cn->len, &out, &len,
+                                      &ctype, err, sizeof err);
+    if (st >= 400) {
+        free(out);
+        int reason = st == 404 ? R_NOT_FOUND : st == 400 ? R_SECAGG : R_LATE;
+        return reject(c, co, (unsigned)st, reason, st == 400, a->client, "%s", err);
+    }
+    pthread_mutex_lock(&co->mu);
+    co->clients[a->client].last_seen = now_s();
+    pthread_mutex_unlock(&co->mu);
+    enum MHD_Result r = send_buf(c, co, (unsigned)st, ctype ? ctype : "application/octet-stream", out ? (void *)out : "",
+                                 st == 200 ? len : 0, NULL);
+    free(out);
+    return r;
+}
+
 /* ---- the request handler ---------------------------------------------------------- */
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -747,6 +800,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             return reject(c, co, 413, R_TOO_LARGE, up, -1, "request body of %" PRId64 " bytes exceeds max_body_bytes (%" PRId64 " bytes)",
                           l, co->so.max_body_bytes);
         }
+        if (cl && parse_i64(cl, &l) == 0 && l > 0 && (cn->body = malloc((size_t)l + 1)))
+            cn->cap = (size_t)l + 1;   /* the declared size at once: no copies while the body grows */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -789,6 +844,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     else if (is_get && strcmp(url, "/v1/model") == 0) ep = 3;
     else if (is_post && strcmp(url, "/v1/result") == 0) ep = 4;
     else if (is_post && strcmp(url, "/v1/evaluation") == 0) ep = 5;
+    else if ((is_get || is_post) && strncmp(url, "/v1/secagg/", 11) == 0) ep = 6;
     if (!ep) return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: %s %.100s (see docs/protocol.md)", method, url);
     auth a;
     enum MHD_Result ret;
@@ -807,6 +863,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case 2: return h_task(c, co, &a);
     case 3: return h_model(c, co, &a);
     case 4: return h_result(c, co, &a, cn);
+    case 6: return h_secagg(c, co, &a, cn, is_post, url);
     default: return h_evaluation(c, co, &a, cn);
     }
 }
@@ -858,8 +915,12 @@ static int open_phase(fed_coordinator *co, int kind, int round, const int *clien
         return rc;
     }
     for (int i = 0; i < co->nclients; i++) co->clients[i].slot = -1;
-    free(co->body);
-    free(co->body_z);
+    drop_bodies(co);
+    co->body_resp = body_response(body, len, 0);
+    if (!co->body_resp) {
+        pthread_mutex_unlock(&co->mu);
+        return fed_error(FED_ENOMEM, "coordinator: cannot hold the model body");
+    }
     co->body = body;
     co->body_len = len;
     co->body_z = NULL;
@@ -914,7 +975,7 @@ static void wait_phase(fed_coordinator *co, int need, int min_ok, int retries) {
         }
         struct timespec until;
         abs_deadline(&until, left < 1.0 ? left : 1.0);
-        pthread_cond_timedwait(&co->cv, &co->mu, &until);
+        pthread_cond_timedwait(&co->done_cv, &co->mu, &until);
     }
     co->open = 0;
     for (int i = 0; i < co->k; i++)
@@ -977,6 +1038,19 @@ static int tr_evaluate(fed_transport *t, const int *clients, int k, const float 
     return 0;
 }
 
+static int tr_secure_mean(fed_transport *t, int round, fed_result *results, int k, float *mean, size_t n,
+                          fed_secure_agg_report *rep) {
+    fed_coordinator *co = t->impl;
+    /* the public bound on weights: the largest registered client */
+    double wmax = 1;
+    pthread_mutex_lock(&co->mu);
+    for (int i = 0; i < co->nclients; i++)
+        if ((double)co->clients[i].train_n > wmax) wmax = (double)co->clients[i].train_n;
+    int64_t run = co->run_id;
+    pthread_mutex_unlock(&co->mu);
+    return fed_secagg_relay_round(co->relay, run, round, wmax, results, k, mean, n, rep);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 static int read_file(const char *path, char **out, size_t max) {
@@ -1007,6 +1081,7 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&co->cv, &ca);
+    pthread_cond_init(&co->done_cv, &ca);
     pthread_condattr_destroy(&ca);
     co->nclients = cfg->num_clients;
     co->num_classes = 10;   /* mnist, fashion-mnist and cifar10 all have ten */
@@ -1020,6 +1095,10 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     co->transport.broadcast = tr_broadcast;
     co->transport.collect = tr_collect;
     co->transport.evaluate = tr_evaluate;
+    if (cfg->sa_enabled) {
+        if ((rc = fed_secagg_relay_new(&co->relay, cfg, so->round_timeout, so->long_poll, &co->stop))) goto fail;
+        co->transport.secure_mean = tr_secure_mean;
+    }
     if ((rc = fed_store_open(&co->store, so->store))) goto fail;
     if ((rc = fed_allowlist_open(&co->allow, so->allow_list))) goto fail;
     if (so->token_file[0]) {
@@ -1041,7 +1120,19 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     struct sockaddr_in a4;
     int is6 = 0, loop = 0;
     if ((rc = fed_net_parse_listen("server.listen", so->listen, &a6, &a4, &is6, &loop))) goto fail;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    /* poll(), not select(): a thousand clients hold a thousand sockets, past FD_SETSIZE;
+     * the connection limit follows the descriptor limit (raised to the hard limit) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    struct rlimit nofile;
+    unsigned conn_limit = 1000;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        if (nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &nofile)) getrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        rlim_t l = nofile.rlim_cur > 65536 + 64 ? 65536 : nofile.rlim_cur > 128 ? nofile.rlim_cur - 64 : 64;
+        conn_limit = (unsigned)l;
+    }
     if (is6) flags |= MHD_USE_IPv6;
     if (so->insecure_plaintext) {
         if (!loop) {
@@ -1062,17 +1153,20 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
         co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
                                  is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
                                  completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                  MHD_OPTION_END);
     else if (co->client_ca_pem)
         co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
                                  is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
                                  completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                  MHD_OPTION_HTTPS_MEM_KEY, co->key_pem, MHD_OPTION_HTTPS_MEM_CERT, co->cert_pem,
                                  MHD_OPTION_HTTPS_MEM_TRUST, co->client_ca_pem, MHD_OPTION_END);
     else
         co->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, co, MHD_OPTION_SOCK_ADDR,
                                  is6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED,
                                  completed, co, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(so->long_poll + 120),
+                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                  MHD_OPTION_HTTPS_MEM_KEY, co->key_pem, MHD_OPTION_HTTPS_MEM_CERT, co->cert_pem,
                                  MHD_OPTION_END);
     if (!co->d) {
@@ -1304,6 +1398,7 @@ void fed_coordinator_free(fed_coordinator *co) {
         pthread_mutex_unlock(&co->mu);
         MHD_stop_daemon(co->d);
     }
+    fed_secagg_relay_free(co->relay);
     fed_store_close(co->store);
     fed_allowlist_close(co->allow);
     fed_model_free(co->proto);
@@ -1314,12 +1409,12 @@ void fed_coordinator_free(fed_coordinator *co) {
     fed_crypto_wipe(co->token, sizeof co->token);
     free(co->clients);
     free(co->labels);
-    free(co->body);
-    free(co->body_z);
+    drop_bodies(co);   /* the daemon is stopped: no download holds them */
     free(co->deltas); free(co->deltas_c); free(co->bufs); free(co->res); free(co->evres); free(co->slot_state);
     for (int i = 0; i < co->nrounds; i++) free(co->rounds[i].cm);
     free(co->rounds);
     pthread_mutex_destroy(&co->mu);
     pthread_cond_destroy(&co->cv);
+    pthread_cond_destroy(&co->done_cv);
     free(co);
 }

@@ -1,0 +1,197 @@
+/* The client daemon's side of secure aggregation over the network: after
+ * training, the client fetches the round's public parameters, then for each of
+ * the four stages posts its message and long-polls for the server's message
+ * opening the next one (Bonawitz et al., CCS 2017). Its update leaves it only
+ * quantized and masked. Protocol: docs/protocol.md, "Secure aggregation". */
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "federate/crypto.h"
+#include "federate/error.h"
+#include "federate/secagg.h"
+#include "secagg_relay.h"
+
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static const char *resp_error(const uint8_t *p, size_t len) {
+    static _Thread_local char msg[400];
+    json_t *j = len ? json_loadb((const char *)p, len, 0, NULL) : NULL;
+    const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
+    snprintf(msg, sizeof msg, "%s", e ? e : "(no message)");
+    json_decref(j);
+    return msg;
+}
+
+/* GET the server's message opening `stage`, long-polling up to wait_s in all.
+ * Returns 200 with *resp, or an error code (FED_ESTATE: left out or closed). */
+static int get_stage(fed_secagg_call_fn call, void *ctx, int64_t run, int round, int stage, int long_poll,
+                     double wait_s, const uint8_t **resp, size_t *resp_len) {
+    char path[80];
+    snprintf(path, sizeof path, "/v1/secagg/%d/%d", round, stage);
+    double until = mono_s() + wait_s;
+    for (;;) {
+        int st = call(ctx, "GET", path, run, round, NULL, 0, long_poll + 30.0, resp, resp_len);
+        if (st < 0) return st;
+        if (st == 200) return 0;
+        if (st != 204) return fed_error(FED_ESTATE, "GET %s: HTTP %d: %s", path, st, resp_error(*resp, *resp_len));
+        if (mono_s() >= until)
+            return fed_error(FED_ESTATE, "GET %s: the stage did not open within %.0f s", path, wait_s);
+    }
+}
+
+static int post_stage(fed_secagg_call_fn call, void *ctx, int64_t run, int round, int stage, const uint8_t *msg,
+                      size_t len) {
+    const char *die = getenv("FEDERATE_TEST_DIE_AT_SECAGG_STAGE");
+    if (die && *die && atoi(die) == stage) {
+        /* test hook: a client that vanishes mid-protocol, as kill -9 would make it */
+        fprintf(stderr, "federate client: FEDERATE_TEST_DIE_AT_SECAGG_STAGE=%d: killing myself before stage %d\n",
+                stage, stage);
+        fflush(stderr);
+        raise(SIGKILL);
+    }
+    const char *cut = getenv("FEDERATE_TEST_TRUNCATE_SECAGG_STAGE");
+    if (cut && *cut && atoi(cut) == stage && len) len--; /* test hook: a malformed message */
+    char path[80];
+    snprintf(path, sizeof path, "/v1/secagg/%d/%d", round, stage);
+    const uint8_t *resp = NULL;
+    size_t rl = 0;
+    int st = call(ctx, "POST", path, run, round, msg, len, 60.0, &resp, &rl);
+    if (st < 0) return st;
+    if (st != 200) return fed_error(FED_ESTATE, "POST %s: HTTP %d: %s", path, st, resp_error(resp, rl));
+    return 0;
+}
+
+static int jint(json_t *j, const char *key, long lo, long hi, long *v) {
+    json_t *x = json_object_get(j, key);
+    if (!json_is_integer(x) || json_integer_value(x) < lo || json_integer_value(x) > hi)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"%s\" must be an integer in [%ld, %ld]", key, lo, hi);
+    *v = (long)json_integer_value(x);
+    return 0;
+}
+
+static int jnum(json_t *j, const char *key, double *v) {
+    json_t *x = json_object_get(j, key);
+    if (!json_is_number(x) || !isfinite(json_number_value(x)) || json_number_value(x) <= 0)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"%s\" must be a positive number", key);
+    *v = json_number_value(x);
+    return 0;
+}
+
+/* The round's parameters from stage 0's JSON. */
+static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed_secagg_cfg *pc, fed_secagg_enc *enc,
+                       uint32_t *id, double *stage_timeout) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)p, len, 0, &je);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return fed_error(FED_EFORMAT, "secure aggregation setup is not a JSON object");
+    }
+    long n = 0, deg = 0, t = 0, rb = 0, bits = 0, uid = 0, r = 0, rid = 0;
+    double clip, wmax, st = 60;
+    const char *seed = json_string_value(json_object_get(j, "graph_seed"));
+    int rc;
+    if ((rc = jint(j, "n", 2, 1 << 24, &n)) || (rc = jint(j, "degree", -1, 1 << 24, &deg)) ||
+        (rc = jint(j, "threshold", 1, 1 << 24, &t)) || (rc = jint(j, "ring_bits", 1, 64, &rb)) ||
+        (rc = jint(j, "bits", 1, 52, &bits)) || (rc = jint(j, "id", 0, n - 1, &uid)) ||
+        (rc = jint(j, "round", 0, 1L << 30, &r)) || (rc = jint(j, "run_id", 0, 1L << 62, &rid)) ||
+        (rc = jnum(j, "clip", &clip)) || (rc = jnum(j, "weight_max", &wmax))) {
+        json_decref(j);
+        return rc;
+    }
+    jnum(j, "stage_timeout_s", &st);
+    memset(pc, 0, sizeof *pc);
+    if (!seed || strlen(seed) != 64 || fed_hex_decode(pc->graph_seed, 32, seed)) {
+        json_decref(j);
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"graph_seed\" must be 64 hex digits");
+    }
+    json_decref(j);
+    if (r != round || rid != run)
+        return fed_error(FED_EFORMAT, "secure aggregation setup is for run %ld round %ld, not run %lld round %d", rid, r,
+                         (long long)run, round);
+    pc->n = (int)n;
+    pc->degree = (int)deg;
+    pc->threshold = (int)t;
+    pc->ring_bits = (int)rb;
+    pc->modulus = 0;
+    pc->round = (uint64_t)round;
+    pc->threads = 1;
+    if ((rc = fed_secagg_cfg_check(pc))) return rc;
+    fed_secagg_enc_default(enc);
+    enc->clip = clip;
+    enc->bits = (int)bits;
+    enc->ring_bits = (int)rb;
+    enc->weight_max = wmax;
+    enc->round = (uint64_t)round;
+    /* stochastic rounding from secure randomness: nothing about it is the server's to know */
+    fed_crypto_random(&enc->seed, sizeof enc->seed);
+    *id = (uint32_t)uid;
+    *stage_timeout = st;
+    return 0;
+}
+
+int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
+                            size_t n, long num_examples, int long_poll_s, double wait_s, int quiet) {
+    const uint8_t *resp = NULL;
+    size_t rl = 0;
+    fed_secagg_client *sc = NULL;
+    uint64_t *x = NULL;
+    uint8_t *msg = NULL, *in = NULL;
+    size_t ml = 0;
+    int rc = get_stage(call, ctx, run, round, 0, long_poll_s, wait_s, &resp, &rl);
+    if (rc) return rc;
+    fed_secagg_cfg pc;
+    fed_secagg_enc enc;
+    uint32_t id = 0;
+    double stage_timeout = 60;
+    if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &id, &stage_timeout))) return rc;
+    if ((double)num_examples > enc.weight_max)
+        return fed_error(FED_EINVAL, "secure aggregation: %ld examples exceed the round's weight bound %.0f", num_examples,
+                         enc.weight_max);
+    double stage_wait = stage_timeout + 2.0 * long_poll_s + 30;
+    if ((rc = fed_secagg_client_new(&sc, &pc, id))) return rc;
+    if ((rc = fed_secagg_client_advertise(sc, &msg, &ml))) goto out;
+    for (int s = 0;; s++) {
+        rc = post_stage(call, ctx, run, round, s, msg, ml);
+        free(msg);
+        msg = NULL;
+        if (rc || s == 3) break;
+        /* the server's message opening stage s + 1 */
+        if ((rc = get_stage(call, ctx, run, round, s + 1, long_poll_s, stage_wait, &resp, &rl))) break;
+        free(in);
+        if (!(in = malloc(rl ? rl : 1))) {
+            rc = fed_error(FED_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(in, resp, rl);
+        if (s + 1 == 1) rc = fed_secagg_client_share_keys(sc, in, rl, &msg, &ml);
+        else if (s + 1 == 2) {
+            if (!(x = malloc((n + 1) * sizeof *x))) {
+                rc = fed_error(FED_ENOMEM, "out of memory for %zu coordinates", n);
+                break;
+            }
+            if (!(rc = fed_secagg_encode(&enc, (int)id, delta, n, (double)num_examples, x)))
+                rc = fed_secagg_client_masked_input(sc, in, rl, x, n + 1, &msg, &ml);
+            fed_crypto_wipe(x, (n + 1) * sizeof *x);
+        } else
+            rc = fed_secagg_client_unmask(sc, in, rl, &msg, &ml);
+        if (rc) break;
+    }
+    if (!rc && !quiet)
+        fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)\n", client, round,
+                id, pc.n);
+out:
+    free(msg);
+    free(in);
+    free(x);
+    fed_secagg_client_free(sc);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* Secure aggregation over the network (internal to src/net): the coordinator's
+ * relay that feeds the client daemons' stage messages to a fed_secagg_server,
+ * and the client daemon's side of the four stages. Endpoints and message flow:
+ * docs/protocol.md, "Secure aggregation". */
+#ifndef FEDERATE_NET_SECAGG_RELAY_H
+#define FEDERATE_NET_SECAGG_RELAY_H
+#include <stddef.h>
+#include <stdint.h>
+#include "federate/config.h"
+#include "federate/fl.h"
+
+/* ---- the coordinator's side -------------------------------------------------- */
+
+typedef struct fed_secagg_relay fed_secagg_relay;
+/* stage_timeout_s: how long a stage waits for the clients it expects; long_poll_s:
+ * how long a GET is held open; *stop >= 2 aborts a round (the coordinator stops). */
+int fed_secagg_relay_new(fed_secagg_relay **out, const fed_config *cfg, double stage_timeout_s, int long_poll_s,
+                         volatile int *stop);
+void fed_secagg_relay_free(fed_secagg_relay *r);
+/* The driver's call (the transport's secure_mean): runs the four stages among the
+ * results with status FED_RESULT_OK and writes the survivors' weighted mean
+ * (weights: num_examples, public bound weight_max) into mean (n floats).
+ * Survivors' bytes_up become their protocol traffic; the others become
+ * FED_RESULT_DROPPED. FED_ESTATE when fewer than the threshold survive. */
+int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double weight_max, fed_result *res, int k,
+                           float *mean, size_t n, fed_secure_agg_report *rep);
+/* One authenticated client request to /v1/secagg/ROUND/STAGE (GET: the server's
+ * message opening STAGE, held open up to long_poll_s; POST: the client's STAGE
+ * message). Returns the HTTP status: 200 with *out (malloc'd, *out_len bytes,
+ * *ctype its type), 204 when nothing came within the long poll, or >= 400 with
+ * err filled (*reason_secagg set when the protocol refused the message). */
+int fed_secagg_relay_request(fed_secagg_relay *r, int is_post, int client, int64_t run, int hdr_round, const char *url,
+                             const void *body, size_t len, uint8_t **out, size_t *out_len, const char **ctype,
+                             char *err, size_t errsz);
+/* Appends Prometheus lines for the relay's counters; returns the bytes written. */
+size_t fed_secagg_relay_metrics(fed_secagg_relay *r, char *buf, size_t size);
+
+/* ---- the client daemon's side ------------------------------------------------- */
+
+/* A signed request through the daemon's own retrying HTTP client: returns the
+ * HTTP status or a negative FED_E* code; *resp stays valid until the next call. */
+typedef int (*fed_secagg_call_fn)(void *ctx, const char *method, const char *path, int64_t run, int round,
+                                  const void *body, size_t len, double timeout_s, const uint8_t **resp,
+                                  size_t *resp_len);
+/* Takes part in round's protocol with update delta (n floats) of weight
+ * num_examples. wait_s bounds the wait for the protocol to begin. 0 when this
+ * client's part is done (or it was not included); an error when it dropped out. */
+int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
+                            size_t n, long num_examples, int long_poll_s, double wait_s, int quiet);
+
+#endif

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The deployment across two hosts: the coordinator and three client daemons in
+# two network namespaces of their own, joined by a veth pair that tc netem
+# slows to 50 ms each way and makes drop 1% of packets each way (when the kernel
+# has netem; without it the hosts are still separate, only unimpaired). The
+# clients reach the coordinator over TLS by a host name (resolved through
+# /etc/netns/NAME/hosts), not loopback. The run must finish with the
+# simulator's final_accuracy (deployment == simulation). Needs root, ip and tc;
+# skipped (77) otherwise. The namespaces are always removed.
+set -u
+BIN="${FEDERATE_BIN:-build/federate}"
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+[ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte" ] ||
+  [ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
+[ "$(id -u)" = 0 ] || { echo "not root: skipped (network namespaces need root)"; exit 77; }
+command -v ip >/dev/null && command -v tc >/dev/null || { echo "ip/tc (iproute2) missing: skipped"; exit 77; }
+
+NS_S="fedsrv$$"; NS_C="fedcli$$"; V_S="fvs$$"; V_C="fvc$$"
+T="$(mktemp -d)"
+cleanup() {
+  for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  ip netns del "$NS_S" 2>/dev/null
+  ip netns del "$NS_C" 2>/dev/null
+  ip link del "$V_S" 2>/dev/null
+  rm -rf "/etc/netns/$NS_C" "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
+
+ip netns add "$NS_S" 2>/dev/null || { echo "cannot create network namespaces here: skipped"; exit 77; }
+ip netns add "$NS_C" || fail "ip netns add"
+ip link add "$V_S" type veth peer name "$V_C" || { echo "cannot create veth pairs here: skipped"; exit 77; }
+ip link set "$V_S" netns "$NS_S" && ip link set "$V_C" netns "$NS_C" || fail "moving the veth ends"
+ip -n "$NS_S" addr add 10.231.0.1/24 dev "$V_S" && ip -n "$NS_C" addr add 10.231.0.2/24 dev "$V_C" || fail "addresses"
+for ns in "$NS_S" "$NS_C"; do ip -n "$ns" link set lo up || fail "lo up"; done
+ip -n "$NS_S" link set "$V_S" up && ip -n "$NS_C" link set "$V_C" up || fail "link up"
+impaired=1
+for pair in "$NS_S:$V_S" "$NS_C:$V_C"; do
+  ip netns exec "${pair%%:*}" tc qdisc add dev "${pair#*:}" root netem delay 50ms loss 1% 2>/dev/null || impaired=0
+done
+if [ $impaired = 1 ]; then echo "link: 50 ms each way, 1% loss each way (tc netem)"
+else echo "link: tc netem is not available in this kernel; separate hosts without delay or loss"; fi
+# the clients' host name for the coordinator (ip netns exec mounts this over /etc/hosts)
+mkdir -p "/etc/netns/$NS_C" && echo "10.231.0.1 fedserver" > "/etc/netns/$NS_C/hosts" || fail "hosts file"
+ip netns exec "$NS_C" ping -c 1 -W 5 fedserver > /dev/null 2>&1 || ip netns exec "$NS_C" getent hosts fedserver > /dev/null ||
+  fail "the client namespace cannot resolve the coordinator"
+
+cd "$T"
+"$BIN" certs --out certs --host fedserver > /dev/null || fail "certs"
+for i in 0 1 2; do
+  "$BIN" keygen --out k$i > /dev/null || fail "keygen"
+  "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"
+done
+"$BIN" partition --clients 3 --scheme iid --local-test-fraction 0.1 --seed 3 --out parts > /dev/null || fail "partition"
+cat > run.yaml <<'YAML'
+name: deploy-netns
+seed: 11
+dataset: mnist
+num_clients: 3
+clients_per_round: 3
+num_rounds: 2
+model: mlp
+hidden: "32"
+local_epochs: 1
+batch_size: 32
+learning_rate: 0.1
+threads: 1
+YAML
+{ cat run.yaml; cat <<'YAML'; } > server.yaml
+server:
+  listen: 10.231.0.1:0
+  cert: certs/server.pem
+  key: certs/server-key.pem
+  store: server.db
+  allow_list: clients.db
+  port_file: port
+  round_timeout: 60
+  register_timeout: 60
+  long_poll: 5
+YAML
+{ cat run.yaml; echo "data_dir: parts"; } > sim.yaml
+
+start=$(date +%s)
+ip netns exec "$NS_S" "$BIN" server --config server.yaml > server.out 2> server.log &
+SERVER=$!
+for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
+[ -s port ] || fail "the coordinator did not start"
+PORT=$(cat port)
+for i in 0 1 2; do
+  ip netns exec "$NS_C" "$BIN" client --server "https://fedserver:$PORT" --id $i --data parts/client_0000$i --key k$i \
+    --ca certs/ca.pem --timeout 30 --quiet 2> client$i.log &
+  CLIENT[$i]=$!
+done
+# the coordinator is not reachable from this (the root) namespace: the hosts really are apart
+curl -s -m 2 --cacert certs/ca.pem "https://10.231.0.1:$PORT/api/status" > /dev/null 2>&1 && fail "the coordinator answered outside its namespace"
+( for _ in $(seq 80); do sleep 1; done; kill -9 $SERVER "${CLIENT[@]}" ) > /dev/null 2>&1 &
+WATCHDOG=$!
+wait $SERVER || fail "the coordinator exited with $? (or was stopped by the 80 s watchdog)"
+for i in 0 1 2; do wait ${CLIENT[$i]} || fail "client $i exited with $?"; done
+kill $WATCHDOG 2>/dev/null
+tail -3 server.out
+[ "$(tail -1 server.out | cut -d: -f1)" = final_accuracy ] || fail "final_accuracy is not the last line"
+acc=$(sed -n 's/^final_accuracy: //p' server.out)
+grep -q "clients 3/3 (0 dropped)" server.out || fail "a round lost a client"
+sim=$("$BIN" run sim.yaml --db sim.db) || fail "simulation failed"
+sacc=$(echo "$sim" | sed -n 's/^final_accuracy: //p')
+[ -n "$acc" ] && [ "$acc" = "$sacc" ] || fail "deployment accuracy '$acc' != simulation '$sacc'"
+echo "ok: two hosts$([ $impaired = 1 ] && echo ", 50 ms + 1% loss each way"), final_accuracy $acc == simulation ($(( $(date +%s) - start )) s)"
+echo PASS

@@ -1,0 +1,172 @@
+/* Secure aggregation over the network without the network: the coordinator's
+ * relay (src/net/secagg_relay.c) driven by client daemons' protocol code
+ * (src/net/secagg_daemon.c) on threads, their requests handed straight to
+ * fed_secagg_relay_request. The weighted mean of the survivors comes out; a
+ * client that vanishes mid-protocol and one that sends a malformed message
+ * are dropped; below the threshold the round fails; bad requests get 4xx. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "check.h"
+#include "federate/error.h"
+#include "federate/fl.h"
+#include "federate/rng.h"
+#include "net/secagg_relay.h"
+
+#define D 300
+
+typedef struct cl {
+    fed_secagg_relay *relay;
+    int client, round;
+    int64_t run;
+    int die_stage, cut_stage;   /* -1: never */
+    float delta[D];
+    long weight;
+    uint8_t *resp;
+    size_t resp_len;
+    int rc;
+} cl;
+
+static int call(void *ctx, const char *method, const char *path, int64_t run, int round, const void *body, size_t len,
+                double timeout_s, const uint8_t **resp, size_t *resp_len) {
+    (void)timeout_s;
+    cl *c = ctx;
+    int post = strcmp(method, "POST") == 0;
+    int stage = path[strlen(path) - 1] - '0';
+    if (post && stage == c->die_stage) return fed_error(FED_EIO, "connection lost"); /* the client vanished */
+    if (post && stage == c->cut_stage && len) len--;
+    free(c->resp);
+    c->resp = NULL;
+    const char *ctype;
+    char err[600];
+    int st = fed_secagg_relay_request(c->relay, post, c->client, run, round, path, body, len, &c->resp, &c->resp_len,
+                                      &ctype, err, sizeof err);
+    *resp = c->resp;
+    *resp_len = c->resp ? c->resp_len : 0;
+    return st;
+}
+
+static void *client_main(void *p) {
+    cl *c = p;
+    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, 1);
+    return NULL;
+}
+
+typedef struct drv {
+    fed_secagg_relay *relay;
+    int round, k;
+    fed_result *res;
+    float *mean;
+    fed_secure_agg_report rep;
+    int rc;
+} drv;
+
+static void *driver_main(void *p) {
+    drv *d = p;
+    d->rc = fed_secagg_relay_round(d->relay, 7, d->round, 100, d->res, d->k, d->mean, D, &d->rep);
+    return NULL;
+}
+
+int main(void) {
+    fed_config cfg;
+    fed_config_default(&cfg);
+    cfg.num_clients = 6;
+    cfg.sa_enabled = 1;
+    cfg.sa_clip = 1.0;
+    cfg.sa_bits = 16;
+    cfg.threads = 1;
+    volatile int stop = 0;
+    fed_secagg_relay *relay = NULL;
+    cfg.sa_stage_dropout = 0.1;
+    CHECK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop) == FED_EINVAL); /* a simulation setting */
+    cfg.sa_stage_dropout = 0;
+    CHECK_OK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop));
+
+    /* round 1: clients 0..5 trained; 4 failed (no part in the protocol), 3 sends a
+     * truncated advertisement, 5 vanishes before its masked input */
+    cl c[6];
+    fed_result res[6];
+    float mean[D];
+    fed_rng r;
+    fed_rng_init(&r, 1, 1, 0, FED_RNG_USER);
+    memset(c, 0, sizeof c);
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 6; i++) {
+        c[i] = (cl){.relay = relay, .client = i, .round = 1, .run = 7, .die_stage = -1, .cut_stage = -1,
+                    .weight = 10 + 15 * i};
+        for (int j = 0; j < D; j++) c[i].delta[j] = (float)(fed_rng_uniform(&r) - 0.5);
+        res[i].client = i;
+        res[i].status = i == 4 ? FED_RESULT_FAILED : FED_RESULT_OK;
+        res[i].num_examples = c[i].weight;
+        res[i].delta = c[i].delta; /* never read by the relay: the updates come masked */
+    }
+    c[3].cut_stage = 0;
+    c[5].die_stage = 2;
+    drv dv = {relay, 1, 6, res, mean, {0}, 0};
+    pthread_t th[6], dt;
+    pthread_create(&dt, NULL, driver_main, &dv);
+    for (int i = 0; i < 6; i++)
+        if (i != 4) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 6; i++)
+        if (i != 4) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK_OK(dv.rc);
+    for (int i = 0; i < 3; i++) CHECK_OK(c[i].rc);
+    CHECK(c[3].rc != 0 && c[5].rc != 0);
+    CHECK(dv.rep.participants == 5 && dv.rep.survivors == 3);
+    CHECK(res[0].status == FED_RESULT_OK && res[1].status == FED_RESULT_OK && res[2].status == FED_RESULT_OK);
+    CHECK(res[3].status == FED_RESULT_DROPPED && res[5].status == FED_RESULT_DROPPED);
+    CHECK(res[4].status == FED_RESULT_FAILED);
+    CHECK(res[0].bytes_up > D); /* the protocol's traffic */
+    double wsum = (double)(c[0].weight + c[1].weight + c[2].weight), maxerr = 0;
+    for (int j = 0; j < D; j++) {
+        double want = 0;
+        for (int i = 0; i < 3; i++) want += (double)c[i].weight * c[i].delta[j] / wsum;
+        double e = fabs(want - (double)mean[j]);
+        if (e > maxerr) maxerr = e;
+    }
+    CHECK(maxerr < 1e-3); /* 16-bit quantization of the weighted updates */
+
+    /* requests that do not fit */
+    uint8_t *out = NULL;
+    size_t ol;
+    const char *ct;
+    char err[600];
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 1, "/v1/secagg/1/x", NULL, 0, &out, &ol, &ct, err, sizeof err) == 404);
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 2, "/v1/secagg/1/1", NULL, 0, &out, &ol, &ct, err, sizeof err) == 400);
+    CHECK(fed_secagg_relay_request(relay, 1, 0, 7, 1, "/v1/secagg/1/3", "x", 1, &out, &ol, &ct, err, sizeof err) == 409);
+    CHECK(fed_secagg_relay_request(relay, 1, 0, 7, 0, "/v1/secagg/0/0", "x", 1, &out, &ol, &ct, err, sizeof err) == 409);
+    CHECK(out == NULL);
+    char met[4096];
+    CHECK(fed_secagg_relay_metrics(relay, met, sizeof met) > 0);
+    CHECK(strstr(met, "federate_secagg_dropped_total 1\n") && strstr(met, "federate_secagg_refused_total 1\n"));
+
+    /* round 2: 3 clients (t = 2), two vanish: fewer than t, the round fails */
+    for (int i = 0; i < 3; i++) {
+        c[i].round = 2;
+        c[i].die_stage = i ? 1 : -1;
+        c[i].cut_stage = -1;
+        res[i].status = FED_RESULT_OK;
+    }
+    drv d2 = {relay, 2, 3, res, mean, {0}, 0};
+    pthread_create(&dt, NULL, driver_main, &d2);
+    for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK(d2.rc == FED_ESTATE);
+    CHECK(c[0].rc != 0);
+    CHECK(res[1].status == FED_RESULT_DROPPED && res[2].status == FED_RESULT_DROPPED);
+
+    /* one participant: refused before the protocol starts */
+    res[0].status = FED_RESULT_OK;
+    res[1].status = res[2].status = FED_RESULT_FAILED;
+    drv d3 = {relay, 3, 3, res, mean, {0}, 0};
+    driver_main(&d3);
+    CHECK(d3.rc == FED_ESTATE);
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 3, "/v1/secagg/3/0", NULL, 0, &out, &ol, &ct, err, sizeof err) == 409);
+    for (int i = 0; i < 6; i++) free(c[i].resp);
+    fed_secagg_relay_free(relay);
+    fed_secagg_relay_free(NULL);
+    TEST_PASS("secagg_relay");
+}
