@@ -420,7 +420,7 @@ static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, co
     }
     if (z && !co->body_z) {
         if (fed_net_zstd_compress(co->body, co->body_len, &co->body_z, &co->body_z_len)) z = 0;
-        else co->body_z_resp = body_response(co->body_z, co->body_z_len, 1);
+        else if (!(co->body_z_resp = body_response(co->body_z, co->body_z_len, 1))) co->body_z = NULL, z = 0;
     }
     size_t len = z ? co->body_z_len : co->body_len;
     if (co->kind == K_FIT) co->res[cr->slot].bytes_down += (int64_t)len;
