@@ -151,6 +151,7 @@ int cmd_bench(int argc, char **argv) {
                "  aggregate  FedAvg's weighted average of client updates\n"
                "  compress   encode/decode speed, ratio and error of an update codec\n"
                "  secagg     one secure aggregation round (client/server cost, bytes)\n"
+               "  coordinator  load-test a coordinator: N signed clients, exactly-once check, CPU per update\n"
                "  train --dp DP-SGD steps (per-example clipping and noise)\n");
         return argc < 3 ? 2 : 0;
     }
@@ -158,6 +159,7 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(argv[2], "aggregate") == 0) return bench_aggregate(argc, argv);
     if (strcmp(argv[2], "compress") == 0) return cmd_bench_compress(argc, argv);
     if (strcmp(argv[2], "secagg") == 0) return cmd_bench_secagg(argc, argv);
-    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train, aggregate, compress, secagg)\n", argv[2]);
+    if (strcmp(argv[2], "coordinator") == 0) return cmd_bench_coordinator(argc, argv);
+    fprintf(stderr, "federate bench: unknown benchmark '%s' (known: train, aggregate, compress, secagg, coordinator)\n", argv[2]);
     return 2;
 }

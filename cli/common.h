@@ -31,6 +31,7 @@ int cmd_evaluate(int argc, char **argv);
 int cmd_privacy(int argc, char **argv);
 int cmd_bench_compress(int argc, char **argv);
 int cmd_bench_secagg(int argc, char **argv);
+int cmd_bench_coordinator(int argc, char **argv);
 int cmd_secagg_params(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_client(int argc, char **argv);
