@@ -77,6 +77,7 @@ typedef struct fed_config {
     double clip_norm;           /* clip_norm: clip each client update to this L2 norm (0 = off) */
     char compression[128];      /* compression: codec chain for updates, e.g. "topk:0.01,q8,zstd" ("" = raw float32) */
     int compression_error_feedback; /* compression_error_feedback: keep what was not sent per client (true) */
+    char download_compression[128]; /* download_compression: codec chain for the global model sent to clients ("" = raw) */
     /* secure aggregation (the secure_aggregation: section) */
     int sa_enabled;             /* secure_aggregation.enabled (false) */
     char sa_graph[8];           /* secure_aggregation.graph: full | harary */

@@ -47,6 +47,8 @@ void fed_client_state_close(fed_client_state *s);
 /* Latest vector written before `round` (zeros if none). */
 int fed_client_state_get(fed_client_state *s, int client, int round, float *out);
 int fed_client_state_put(fed_client_state *s, int client, int round, const float *v);
+/* As get; *found (may be NULL) says whether a vector was written before round. */
+int fed_client_state_find(fed_client_state *s, int client, int round, float *out, int *found);
 
 /* ---- the update pipeline ------------------------------------------------ */
 
@@ -190,6 +192,10 @@ typedef struct fed_client_env {
     const fed_federation *fed;
     fed_pipeline *pipeline;
     fed_client_state *state;  /* NULL unless SCAFFOLD */
+    /* download compression: the codec for the global model and each client's
+     * last decoded copy (deltas are encoded against it); NULL when off */
+    const struct fed_codec *download;
+    fed_client_state *download_state;
     /* progress within a round (called from one thread only); may be NULL */
     void (*progress)(void *ctx, int round, int done, int total);
     void *progress_ctx;

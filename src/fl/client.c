@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "federate/compress.h"
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/optim.h"
@@ -50,6 +51,29 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     if (k < 0 || k >= fed->num_clients) return fed_error(FED_EINVAL, "client id %d outside [0, %d)", k, fed->num_clients);
     size_t n = fed_model_num_params(m), nb = fed_model_num_buffers(m);
     const fed_client_ins *ins = &task->ins;
+    /* Download compression: the client receives the global model as a codec
+     * frame (a delta against its last decoded copy, when it has one), trains
+     * from what the frame decodes to, and reports its update against that. */
+    float *received = NULL;
+    if (env->download && env->download_state) {
+        received = malloc(n * sizeof(float));
+        if (!received) return fed_error(FED_ENOMEM, "client %d: out of memory", k);
+        int found = 0, rc2;
+        uint8_t *frame = NULL;
+        size_t flen = 0;
+        fed_codec_ctx dc = {cfg->seed, (uint64_t)task->round, (uint64_t)k};
+        if ((rc2 = fed_client_state_find(env->download_state, k, task->round, received, &found)) ||
+            (rc2 = fed_codec_encode_model(env->download, &dc, global, found ? received : NULL, n, NULL, &frame, &flen)) ||
+            (rc2 = fed_codec_decode_model(env->download, frame, flen, found ? received : NULL, received, n)) ||
+            (rc2 = fed_client_state_put(env->download_state, k, task->round, received))) {
+            free(frame);
+            free(received);
+            return rc2;
+        }
+        free(frame);
+        res->bytes_down = (int64_t)flen + (int64_t)(nb * sizeof(float)) + (control ? (int64_t)(n * sizeof(float)) : 0);
+        global = received;
+    }
     memcpy(fed_model_params(m), global, n * sizeof(float));
     if (nb) memcpy(fed_model_buffers(m), global_buffers, nb * sizeof(float));
     const uint32_t *idx = fed->part.train[k];
@@ -60,22 +84,27 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     res->lr = ins->lr;
     res->loss_before = NAN;
     int rc = 0;
-    if (ins->want_loss_before && (rc = loss_on(m, &fed->train, idx, cnt, cfg->eval_batch_size, &res->loss_before)))
-        return rc;
-
     float *c_minus_ci = NULL;
+    fed_optim *opt = NULL;
+    if (ins->want_loss_before && (rc = loss_on(m, &fed->train, idx, cnt, cfg->eval_batch_size, &res->loss_before)))
+        goto out;
+
     if (ins->scaffold) {
-        if (!env->state || !control || !res->delta_c)
-            return fed_error(FED_ESTATE, "SCAFFOLD needs client state, a server control and a delta_c buffer");
+        if (!env->state || !control || !res->delta_c) {
+            rc = fed_error(FED_ESTATE, "SCAFFOLD needs client state, a server control and a delta_c buffer");
+            goto out;
+        }
         /* delta_c temporarily holds c_i */
-        if ((rc = fed_client_state_get(env->state, k, task->round, res->delta_c))) return rc;
+        if ((rc = fed_client_state_get(env->state, k, task->round, res->delta_c))) goto out;
         c_minus_ci = malloc(n * sizeof(float));
-        if (!c_minus_ci) return fed_error(FED_ENOMEM, "client %d: out of memory", k);
+        if (!c_minus_ci) {
+            rc = fed_error(FED_ENOMEM, "client %d: out of memory", k);
+            goto out;
+        }
         fed_vec_sub(c_minus_ci, control, res->delta_c, n);
     }
 
     int kind;
-    fed_optim *opt = NULL;
     fed_optim_cfg oc;
     if ((rc = fed_optim_kind_from_name(cfg->optimizer, &kind))) goto out;
     fed_optim_cfg_default(&oc, kind);
@@ -132,6 +161,7 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     }
 out:
     free(c_minus_ci);
+    free(received);
     fed_optim_free(opt);
     return rc;
 }

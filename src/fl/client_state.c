@@ -48,8 +48,13 @@ static int read_rounds(FILE *f, int *rounds, int versions) {
 }
 
 int fed_client_state_get(fed_client_state *s, int client, int round, float *out) {
+    return fed_client_state_find(s, client, round, out, NULL);
+}
+
+int fed_client_state_find(fed_client_state *s, int client, int round, float *out, int *found) {
     char path[600];
     path_of(s, client, path, sizeof path);
+    if (found) *found = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         memset(out, 0, s->n * sizeof(float));   /* never written: c_i starts at 0 */
@@ -67,8 +72,11 @@ int fed_client_state_get(fed_client_state *s, int client, int round, float *out)
     int rc = 0;
     if (best < 0) {
         memset(out, 0, s->n * sizeof(float));
-    } else if (fseek(f, (long)(s->versions * sizeof(int) + (size_t)best * s->n * sizeof(float)), SEEK_SET) ||
-               fread(out, sizeof(float), s->n, f) != s->n) {
+    } else if (found) {
+        *found = 1;
+    }
+    if (best >= 0 && (fseek(f, (long)(s->versions * sizeof(int) + (size_t)best * s->n * sizeof(float)), SEEK_SET) ||
+               fread(out, sizeof(float), s->n, f) != s->n)) {
         rc = fed_error(FED_EFORMAT, "client state file %s is truncated", path);
     }
     fclose(f);

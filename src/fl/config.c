@@ -151,6 +151,8 @@ static const fed_config_key keys[] = {
      "clip each client update to this L2 norm (0 = off)"},
     {"compression", FED_CONFIG_STRING, FIELD(compression), NO_RANGE, NULL,
      "codec chain for client updates, e.g. topk:0.01,q8,zstd (empty = raw float32; see docs/config.md)"},
+    {"download_compression", FED_CONFIG_STRING, FIELD(download_compression), NO_RANGE, NULL,
+     "codec chain for the global model sent to clients, as a delta against each client's last copy (empty = raw float32)"},
     {"compression_error_feedback", FED_CONFIG_BOOL, FIELD(compression_error_feedback), NO_RANGE, NULL,
      "each client keeps what compression left out and adds it to its next update"},
     /* secure aggregation */
@@ -869,6 +871,12 @@ int fed_config_validate(const fed_config *c) {
     if (!strcmp(c->client_selection, "capability") && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "client_selection capability needs a capability distribution "
                                      "(capability uniform or lognormal, not none)");
+    if (c->download_compression[0]) {
+        fed_codec *codec = NULL;
+        int rc = fed_codec_new(&codec, c->download_compression);
+        fed_codec_free(codec);
+        if (rc) return fed_error(rc, "key 'download_compression': %s", fed_last_error());
+    }
     if (c->compression[0]) {
         fed_codec *codec = NULL;
         int rc = fed_codec_new(&codec, c->compression);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "federate/compress.h"
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/safetensors.h"
@@ -182,6 +183,8 @@ typedef struct run_state {
     float *dp_mean;            /* DP-FedAvg: the noised mean update */
     fed_client_ins *ins;
     fed_client_state *residuals;   /* compression's error feedback */
+    fed_client_state *down_state;  /* download compression: each client's last copy */
+    fed_codec *down_codec;
     fed_secure_agg *secagg;
     float *sa_mean;                /* secure aggregation: the weighted mean the server learns */
     fed_sysim *sim;                /* simulated devices and the virtual clock */
@@ -195,6 +198,8 @@ static void run_state_free(run_state *s) {
     free(s->ins);
     fed_pipeline_free(&s->pipeline);
     fed_client_state_close(s->residuals);
+    fed_client_state_close(s->down_state);
+    fed_codec_free(s->down_codec);
     fed_secure_agg_free(s->secagg);
     free(s->sa_mean);
     fed_client_state_close(s->cstate);
@@ -388,6 +393,19 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         char sub[760];
         snprintf(sub, sizeof sub, "%s/run_%lld_%llu", dir, (long long)run_id, (unsigned long long)cfg->seed);
         if ((rc = fed_client_state_open(&S.cstate, sub, S.n, cfg->checkpoint_every + 1))) goto done;
+    }
+    if (cfg->download_compression[0]) {
+        /* each client's last decoded copy of the global model, for delta frames */
+        char dir[700];
+        if (cfg->state_dir[0]) snprintf(dir, sizeof dir, "%s", cfg->state_dir);
+        else snprintf(dir, sizeof dir, "federate-state");
+        if (mkdir(dir, 0755) && access(dir, W_OK)) { rc = fed_error(FED_EIO, "cannot create state_dir %s", dir); goto done; }
+        char sub[760];
+        snprintf(sub, sizeof sub, "%s/run_%lld_%llu_download", dir, (long long)run_id, (unsigned long long)cfg->seed);
+        if ((rc = fed_client_state_open(&S.down_state, sub, S.n, cfg->checkpoint_every + 1))) goto done;
+        if ((rc = fed_codec_new(&S.down_codec, cfg->download_compression))) goto done;
+        S.env.download = S.down_codec;
+        S.env.download_state = S.down_state;
     }
     if (fed_pipeline_needs_state(&S.pipeline)) {
         /* error feedback: each client's residual, on disk like SCAFFOLD's state */
