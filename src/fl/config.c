@@ -151,10 +151,10 @@ static const fed_config_key keys[] = {
      "clip each client update to this L2 norm (0 = off)"},
     {"compression", FED_CONFIG_STRING, FIELD(compression), NO_RANGE, NULL,
      "codec chain for client updates, e.g. topk:0.01,q8,zstd (empty = raw float32; see docs/config.md)"},
-    {"download_compression", FED_CONFIG_STRING, FIELD(download_compression), NO_RANGE, NULL,
-     "codec chain for the global model sent to clients, as a delta against each client's last copy (empty = raw float32)"},
     {"compression_error_feedback", FED_CONFIG_BOOL, FIELD(compression_error_feedback), NO_RANGE, NULL,
      "each client keeps what compression left out and adds it to its next update"},
+    {"download_compression", FED_CONFIG_STRING, FIELD(download_compression), NO_RANGE, NULL,
+     "codec chain for the global model sent to clients, as a delta against each client's last copy (empty = raw float32)"},
     /* secure aggregation */
     {"secure_aggregation.enabled", FED_CONFIG_BOOL, FIELD(sa_enabled), NO_RANGE, NULL,
      "the server learns only the sum of the clients' updates (Bonawitz et al. 2017)"},
