@@ -8,7 +8,7 @@
 #   browser test, playwright-core (npm) driving Debian's chromium, both under $FEDERATE_DATA/npm
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config
+PKGS=(build-essential cmake pkg-config clang
       libopenblas-dev libsodium-dev libmicrohttpd-dev libcurl4-gnutls-dev libgnutls28-dev
       libjansson-dev libyaml-dev libsqlite3-dev libzstd-dev zlib1g-dev
       libcairo2-dev dataset-fashion-mnist bc curl openssl sqlite3 chromium
