@@ -34,6 +34,9 @@ int fed_federation_build(const fed_config *cfg, fed_federation *fed);
 int fed_federation_build_sizes(const fed_config *cfg, int num_clients, const size_t *train_n, const size_t *test_n,
                                const int32_t *label_counts, fed_federation *fed);
 void fed_federation_free(fed_federation *fed);
+/* The run's model (cfg->model, hidden sizes, norm) for data shaped like d,
+ * initialized as fed_model_create does. */
+int fed_model_for_config(const fed_config *cfg, const fed_dataset *d, fed_model **out);
 
 /* ---- per-client persistent state (SCAFFOLD's c_i) ---------------------- */
 

@@ -62,21 +62,6 @@ typedef struct async_run {
     int ncm;
 } async_run;
 
-static int make_model(const fed_config *cfg, const fed_dataset *d, fed_model **out) {
-    fed_model_opts o;
-    fed_model_opts_default(&o);
-    o.in_c = d->c;
-    o.in_h = d->h;
-    o.in_w = d->w;
-    o.num_classes = d->num_classes;
-    if (strcmp(cfg->model, "mlp") == 0) {
-        int rc = fed_config_hidden(cfg, o.hidden);
-        if (rc < 0) return rc;
-        o.n_hidden = rc;
-    }
-    if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
-    return fed_model_create(out, cfg->model, &o);
-}
 
 /* Starts a new client in slot i at simulated time t: uniformly among the
  * devices online at t and not already training (if none is online, the one
@@ -189,7 +174,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
     if (opts && opts->build_federation) rc = opts->build_federation(opts->federation_ctx, cfg, &A.fed);
     else rc = fed_federation_build(cfg, &A.fed);
     if (rc) return rc;
-    if ((rc = make_model(cfg, &A.fed.train, &A.model))) goto done;
+    if ((rc = fed_model_for_config(cfg, &A.fed.train, &A.model))) goto done;
     if (fed_model_num_buffers(A.model) > 0) {
         rc = fed_error(FED_EUNSUPPORTED, "strategy fedbuff: model %s has BatchNorm statistics, which asynchronous "
                                          "aggregation does not merge yet; use mlp, cnn or resnet with norm: group",

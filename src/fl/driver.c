@@ -23,21 +23,6 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int make_model(const fed_config *cfg, const fed_dataset *d, fed_model **out) {
-    fed_model_opts o;
-    fed_model_opts_default(&o);
-    o.in_c = d->c;
-    o.in_h = d->h;
-    o.in_w = d->w;
-    o.num_classes = d->num_classes;
-    if (strcmp(cfg->model, "mlp") == 0) {
-        int rc = fed_config_hidden(cfg, o.hidden);
-        if (rc < 0) return rc;
-        o.n_hidden = rc;
-    }
-    if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
-    return fed_model_create(out, cfg->model, &o);
-}
 
 /* Server state for a checkpoint: the strategy's vectors and the selector's
  * memory, as named tensors in a safetensors buffer. */
@@ -279,7 +264,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     if (opts && opts->build_federation) rc = opts->build_federation(opts->federation_ctx, cfg, &S.fed);
     else rc = fed_federation_build(cfg, &S.fed);
     if (rc) goto done;
-    if ((rc = make_model(cfg, &S.fed.train, &S.model))) goto done;
+    if ((rc = fed_model_for_config(cfg, &S.fed.train, &S.model))) goto done;
     fed_model_init_params(S.model, cfg->seed);
     S.n = fed_model_num_params(S.model);
     S.nb = fed_model_num_buffers(S.model);

@@ -106,3 +106,19 @@ fail:
     fed_federation_free(fed);
     return rc;
 }
+
+int fed_model_for_config(const fed_config *cfg, const fed_dataset *d, fed_model **out) {
+    fed_model_opts o;
+    fed_model_opts_default(&o);
+    o.in_c = d->c;
+    o.in_h = d->h;
+    o.in_w = d->w;
+    o.num_classes = d->num_classes;
+    if (strcmp(cfg->model, "mlp") == 0) {
+        int rc = fed_config_hidden(cfg, o.hidden);
+        if (rc < 0) return rc;
+        o.n_hidden = rc;
+    }
+    if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
+    return fed_model_create(out, cfg->model, &o);
+}

@@ -1217,21 +1217,9 @@ static int build_federation(void *vctx, const fed_config *cfg, fed_federation *f
     free(te);
     if (rc) return rc;
     /* the model the bodies are packed for: the driver's own architecture */
-    fed_model_opts o;
-    fed_model_opts_default(&o);
-    o.in_c = fed->train.c;
-    o.in_h = fed->train.h;
-    o.in_w = fed->train.w;
-    o.num_classes = fed->train.num_classes;
-    if (strcmp(cfg->model, "mlp") == 0) {
-        int h = fed_config_hidden(cfg, o.hidden);
-        if (h < 0) return h;
-        o.n_hidden = h;
-    }
-    if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
     fed_model_free(co->proto);
     co->proto = NULL;
-    if ((rc = fed_model_create(&co->proto, cfg->model, &o))) return rc;
+    if ((rc = fed_model_for_config(cfg, &fed->train, &co->proto))) return rc;
     co->n = fed_model_num_params(co->proto);
     co->nb = fed_model_num_buffers(co->proto);
     co->scaffold = strcmp(cfg->strategy, "scaffold") == 0;
