@@ -24,8 +24,20 @@ static double now_s(void) {
 }
 
 
-/* Server state for a checkpoint: the strategy's vectors and the selector's
- * memory, as named tensors in a safetensors buffer. */
+/* One 1-D tensor of a checkpoint. */
+static void vec_tensor(fed_st_tensor *t, const char *name, int dtype, size_t n, const void *data) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = dtype;
+    t->ndim = 1;
+    t->shape[0] = (int64_t)n;
+    t->numel = n;
+    t->data = data;
+}
+
+/* Server state for a checkpoint: the strategy's vectors, the selector's memory,
+ * the privacy accountant's and the virtual clock's state, as named tensors in a
+ * safetensors buffer. */
 static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privacy *priv, const fed_sysim *sim,
                       void **buf, size_t *len) {
     fed_st_tensor t[20];
@@ -34,55 +46,31 @@ static int save_state(fed_strategy *s, const fed_selector *sel, const fed_privac
     int nv = s->save_state ? s->save_state(s, vecs, lens, 16) : 0;
     int n = 0;
     for (int i = 0; i < nv; i++, n++) {
-        memset(&t[n], 0, sizeof t[n]);
-        snprintf(t[n].name, sizeof t[n].name, "strategy.%d", i);
-        t[n].dtype = FED_DTYPE_F32;
-        t[n].ndim = 1;
-        t[n].shape[0] = (int64_t)lens[i];
-        t[n].numel = lens[i];
-        t[n].data = vecs[i];
+        char name[32];
+        snprintf(name, sizeof name, "strategy.%d", i);
+        vec_tensor(&t[n], name, FED_DTYPE_F32, lens[i], vecs[i]);
     }
-    int64_t *last = malloc((size_t)sel->num_clients * sizeof(int64_t));
-    if (!last) return fed_error(FED_ENOMEM, "checkpoint: out of memory");
-    for (int i = 0; i < sel->num_clients; i++) last[i] = sel->last_selected[i];
-    memset(&t[n], 0, sizeof t[n]);
-    snprintf(t[n].name, sizeof t[n].name, "selector.last_selected");
-    t[n].dtype = FED_DTYPE_I64;
-    t[n].ndim = 1;
-    t[n].shape[0] = sel->num_clients;
-    t[n].numel = (size_t)sel->num_clients;
-    t[n].data = last;
-    n++;
-    size_t pw = 0;
+    size_t pw = 0, sw = fed_sysim_state_size(sim, sel);
     fed_privacy_state_size(priv, &pw);
-    int64_t *words = NULL;
+    int64_t *last = malloc((size_t)sel->num_clients * sizeof(int64_t));
+    int64_t *words = malloc((pw ? pw : 1) * sizeof(int64_t));
+    int64_t *sim_words = malloc((sw ? sw : 1) * sizeof(int64_t));
+    int rc = 0;
+    if (!last || !words || !sim_words) {
+        rc = fed_error(FED_ENOMEM, "checkpoint: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < sel->num_clients; i++) last[i] = sel->last_selected[i];
+    vec_tensor(&t[n++], "selector.last_selected", FED_DTYPE_I64, (size_t)sel->num_clients, last);
     if (pw) {
-        words = malloc(pw * sizeof(int64_t));
-        if (!words) { free(last); return fed_error(FED_ENOMEM, "checkpoint: out of memory"); }
         fed_privacy_state_get(priv, words, pw);
-        memset(&t[n], 0, sizeof t[n]);
-        snprintf(t[n].name, sizeof t[n].name, "privacy.state");
-        t[n].dtype = FED_DTYPE_I64;
-        t[n].ndim = 1;
-        t[n].shape[0] = (int64_t)pw;
-        t[n].numel = pw;
-        t[n].data = words;
-        n++;
+        vec_tensor(&t[n++], "privacy.state", FED_DTYPE_I64, pw, words);
     }
     /* the virtual clock and what oort / power-of-choice remember */
-    size_t sw = fed_sysim_state_size(sim, sel);
-    int64_t *sim_words = malloc(sw * sizeof(int64_t));
-    if (!sim_words) { free(last); free(words); return fed_error(FED_ENOMEM, "checkpoint: out of memory"); }
     fed_sysim_state_get(sim, sel, sim_words);
-    memset(&t[n], 0, sizeof t[n]);
-    snprintf(t[n].name, sizeof t[n].name, "sim.state");
-    t[n].dtype = FED_DTYPE_I64;
-    t[n].ndim = 1;
-    t[n].shape[0] = (int64_t)sw;
-    t[n].numel = sw;
-    t[n].data = sim_words;
-    n++;
-    int rc = fed_st_serialize(t, n, NULL, 0, buf, len);
+    vec_tensor(&t[n++], "sim.state", FED_DTYPE_I64, sw, sim_words);
+    rc = fed_st_serialize(t, n, NULL, 0, buf, len);
+out:
     free(last);
     free(words);
     free(sim_words);
