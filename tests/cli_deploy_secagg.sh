@@ -75,7 +75,7 @@ done
 
 # the metrics while the run goes on (the last scrape before the coordinator exits is kept)
 ( while kill -0 $SERVER 2>/dev/null; do m=$($C/metrics 2>/dev/null) && [ -n "$m" ] && echo "$m" > metrics.txt;
-    $C/api/rounds > rounds.json 2>/dev/null; sleep 0.5; done ) &
+    r=$($C/api/rounds 2>/dev/null) && [ -n "$r" ] && echo "$r" > rounds.json; sleep 0.5; done ) &
 wait $SERVER || fail "coordinator exited with $?"
 for i in 2 5 8; do
   wait ${CLIENT[$i]}; st=$?
