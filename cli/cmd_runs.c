@@ -89,13 +89,13 @@ static int runs_list(const char *db) {
 
 static void print_clients(const fed_client_metrics *c, int n, int round) {
     printf("\nclients of round %d\n", round);
-    printf("%7s  %7s  %8s  %6s  %10s  %9s  %12s\n", "client", "dropped", "examples", "steps", "train_loss",
-           "local_acc", "bytes_up");
+    printf("%7s  %7s  %8s  %6s  %10s  %9s  %12s  %12s\n", "client", "dropped", "examples", "steps", "train_loss",
+           "local_acc", "bytes_up", "bytes_down");
     for (int i = 0; i < n; i++) {
         char tl[32], la[32];
-        printf("%7d  %7s  %8ld  %6ld  %10s  %9s  %12" PRId64 "\n", c[i].client, c[i].dropped ? "yes" : "no",
-               c[i].num_examples, c[i].steps, num(tl, sizeof tl, "%.4f", c[i].train_loss),
-               pct(la, sizeof la, c[i].local_accuracy), c[i].bytes_up);
+        printf("%7d  %7s  %8ld  %6ld  %10s  %9s  %12" PRId64 "  %12" PRId64 "\n", c[i].client,
+               c[i].dropped ? "yes" : "no", c[i].num_examples, c[i].steps, num(tl, sizeof tl, "%.4f", c[i].train_loss),
+               pct(la, sizeof la, c[i].local_accuracy), c[i].bytes_up, c[i].bytes_down);
     }
 }
 

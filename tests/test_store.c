@@ -131,6 +131,7 @@ static void check_everything(fed_store *s, int64_t a, int64_t b) {
         CHECK_EQ_INT(cm[i].num_examples, 600 + i);
         CHECK_EQ_INT(cm[i].steps, 12);
         CHECK_EQ_INT(cm[i].bytes_up, (int64_t)5 << 32);
+        CHECK_EQ_INT(cm[i].bytes_down, 7000 + i);
         CHECK_EQ_INT(cm[i].dropped, i == 2);
         if (i == 2) CHECK(isnan(cm[i].train_loss));
         else CHECK(cm[i].train_loss == 0.5 + i);
@@ -240,6 +241,7 @@ int main(void) {
             c[k].train_loss = i == 2 ? NAN : 0.5 + i;
             c[k].local_accuracy = NAN;
             c[k].bytes_up = (int64_t)5 << 32;
+            c[k].bytes_down = 7000 + i;
         }
         CHECK_OK(fed_store_add_clients(s, a, c, 3));
     }

@@ -32,6 +32,7 @@ typedef struct fed_client_metrics {
     double train_loss;          /* NAN if dropped */
     double local_accuracy;      /* on its local test split; NAN if not evaluated */
     int64_t bytes_up;
+    int64_t bytes_down;         /* what the client downloaded this round */
 } fed_client_metrics;
 
 typedef struct fed_run_info {

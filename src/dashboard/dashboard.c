@@ -243,12 +243,13 @@ static enum MHD_Result h_run(struct MHD_Connection *c, fed_dashboard *d, int64_t
             if (fed_store_get_clients(s, id, (int)round, &cm, &n) == 0) {
                 j = json_array();
                 for (int i = 0; i < n; i++)
-                    json_array_append_new(j, json_pack("{s:i, s:i, s:b, s:I, s:I, s:o, s:o, s:I}", "round", cm[i].round,
+                    json_array_append_new(j, json_pack("{s:i, s:i, s:b, s:I, s:I, s:o, s:o, s:I, s:I}", "round", cm[i].round,
                                                        "client", cm[i].client, "dropped", cm[i].dropped, "num_examples",
                                                        (json_int_t)cm[i].num_examples, "steps", (json_int_t)cm[i].steps,
                                                        "train_loss", num_or_null(cm[i].train_loss), "local_accuracy",
                                                        num_or_null(cm[i].local_accuracy), "bytes_up",
-                                                       (json_int_t)cm[i].bytes_up));
+                                                       (json_int_t)cm[i].bytes_up, "bytes_down",
+                                                       (json_int_t)cm[i].bytes_down));
             }
             free(cm);
         } else {

@@ -276,6 +276,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
             c->steps = s->steps;
             c->train_loss = s->train_loss;
             c->bytes_up = s->bytes_up;
+            c->bytes_down = s->bytes_down;
             up += s->bytes_up;
             down += s->bytes_down;
             ls += s->train_loss;

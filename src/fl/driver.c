@@ -508,6 +508,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             c->local_accuracy = NAN;
             c->train_loss = NAN;
             m.bytes_down += r->bytes_down;
+            c->bytes_down = r->bytes_down;   /* a client that dropped still downloaded */
             if (r->status != FED_RESULT_OK) {
                 /* a failed client is the client's problem: say so, go on without it */
                 if (r->status == FED_RESULT_FAILED)

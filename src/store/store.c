@@ -16,7 +16,7 @@
 #include <zstd.h>
 
 /* Bump when the schema changes, and teach open_schema() to migrate from the old one. */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -51,7 +51,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS clients("
     " run_id INTEGER NOT NULL, round INTEGER NOT NULL, client INTEGER NOT NULL,"
     " dropped INTEGER, num_examples INTEGER, steps INTEGER, train_loss REAL,"
-    " local_accuracy REAL, bytes_up INTEGER,"
+    " local_accuracy REAL, bytes_up INTEGER, bytes_down INTEGER,"
     " PRIMARY KEY(run_id, round, client));"
     "CREATE TABLE IF NOT EXISTS checkpoints("
     " run_id INTEGER PRIMARY KEY, round INTEGER NOT NULL, model BLOB, state BLOB);"
@@ -231,6 +231,13 @@ static int open_schema(fed_store *s) {
         if (version == 2) {
             /* v3: per-round global models */
             if ((rc = exec(s, ROUND_MODELS_SQL "PRAGMA user_version = 3;", "cannot upgrade the schema from version 2")))
+                goto fail;
+            version = 3;
+        }
+        if (version == 3) {
+            /* v4: bytes each client downloaded */
+            if ((rc = exec(s, "ALTER TABLE clients ADD COLUMN bytes_down INTEGER; PRAGMA user_version = 4;",
+                           "cannot upgrade the schema from version 3")))
                 goto fail;
         }
     }
@@ -475,7 +482,7 @@ int fed_store_add_clients(fed_store *s, int64_t run_id, const fed_client_metrics
     if ((rc = run_exists(s, run_id))) goto fail;
     if ((rc = prepare(s, &st,
                       "INSERT OR REPLACE INTO clients(run_id, round, client, dropped, num_examples, steps,"
-                      " train_loss, local_accuracy, bytes_up) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      " train_loss, local_accuracy, bytes_up, bytes_down) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       "cannot record client metrics")))
         goto fail;
     for (int i = 0; i < n; i++) {
@@ -489,6 +496,7 @@ int fed_store_add_clients(fed_store *s, int64_t run_id, const fed_client_metrics
         bind_real(st, 7, x->train_loss);
         bind_real(st, 8, x->local_accuracy);
         sqlite3_bind_int64(st, 9, x->bytes_up);
+        sqlite3_bind_int64(st, 10, x->bytes_down);
         int r = sqlite3_step(st);
         if (r != SQLITE_DONE) {
             rc = db_fail(s, r, "cannot record client %d of round %d of run %lld", x->client, x->round,
@@ -777,8 +785,11 @@ int fed_store_get_clients(fed_store *s, int64_t run_id, int round, fed_client_me
     if ((rc = run_exists(s, run_id))) return rc;
     sqlite3_stmt *st;
     if ((rc = prepare(s, &st,
-                      "SELECT round, client, dropped, num_examples, steps, train_loss, local_accuracy, bytes_up"
-                      " FROM clients WHERE run_id = ? AND round = ? ORDER BY client",
+                      s->version >= 4
+                          ? "SELECT round, client, dropped, num_examples, steps, train_loss, local_accuracy, bytes_up,"
+                            " bytes_down FROM clients WHERE run_id = ? AND round = ? ORDER BY client"
+                          : "SELECT round, client, dropped, num_examples, steps, train_loss, local_accuracy, bytes_up,"
+                            " 0 FROM clients WHERE run_id = ? AND round = ? ORDER BY client",
                       "cannot read client metrics")))
         return rc;
     sqlite3_bind_int64(st, 1, run_id);
@@ -799,6 +810,7 @@ int fed_store_get_clients(fed_store *s, int64_t run_id, int round, fed_client_me
         c->train_loss = col_real(st, 5);
         c->local_accuracy = col_real(st, 6);
         c->bytes_up = sqlite3_column_int64(st, 7);
+        c->bytes_down = sqlite3_column_int64(st, 8);
     }
     if (!rc && r != SQLITE_DONE)
         rc = db_fail(s, r, "cannot read the clients of round %d of run %lld", round, (long long)run_id);
