@@ -97,6 +97,11 @@ int fed_strategy_create(fed_strategy **out, const char *name, const fed_strategy
 void fed_strategy_free(fed_strategy *s);
 /* NULL-terminated list of names. */
 const char *const *fed_strategy_names(void);
+/* 1 if the strategy's server step needs only the clients' weighted mean
+ * update (FedAvg and the server optimizers on it), so the mean can come
+ * pre-aggregated: noised (DP-FedAvg) or securely summed. SCAFFOLD, q-FedAvg
+ * and FedNova need per-client quantities and give 0. */
+int fed_strategy_mean_only(const char *name);
 
 /* Shared helpers for strategy files. */
 /* out = sum_i w_i * res[i].delta with w_i = num_examples_i / sum num_examples. */

@@ -15,6 +15,7 @@
 #include <yaml.h>
 
 #include "federate/error.h"
+#include "federate/strategy.h"
 
 #define FIELD(f) offsetof(fed_config, f), sizeof(((fed_config *)0)->f)
 #define NO_RANGE 1, 0
@@ -888,10 +889,7 @@ int fed_config_validate(const fed_config *c) {
                              c->compression);
     }
     if (c->sa_enabled) {
-        static const char *const ok[] = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", NULL};
-        int found = 0;
-        for (const char *const *s = ok; *s; s++) found |= !strcmp(c->strategy, *s);
-        if (!found)
+        if (!fed_strategy_mean_only(c->strategy))
             return fed_error(FED_EINVAL, "secure_aggregation works with strategies that need only the weighted mean "
                                          "of the updates (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), "
                                          "not %s", c->strategy);

@@ -65,10 +65,7 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
         /* the noised sum is divided by a fixed m and handed to the server step:
          * strategies that weight or normalize clients themselves would undo the
          * sensitivity bound */
-        static const char *const ok[] = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", NULL};
-        int found = 0;
-        for (const char *const *s = ok; *s; s++) found |= !strcmp(cfg->strategy, *s);
-        if (!found)
+        if (!fed_strategy_mean_only(cfg->strategy))
             return fed_error(FED_EINVAL,
                              "privacy.mode dp-fedavg works with strategy fedavg, fedavgm, fedprox, fedadam, fedyogi "
                              "or fedadagrad, not %s (its aggregation weights clients unequally)",

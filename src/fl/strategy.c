@@ -207,3 +207,10 @@ int fed_strategy_aggregate_evaluate_default(fed_strategy *s, int round, const fe
     if (accuracy) *accuracy = a;
     return 0;
 }
+
+int fed_strategy_mean_only(const char *name) {
+    static const char *const ok[] = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", NULL};
+    for (const char *const *s = ok; *s; s++)
+        if (name && strcmp(name, *s) == 0) return 1;
+    return 0;
+}
