@@ -39,6 +39,10 @@ typedef struct fed_config {
     double device_spread;       /* device_spread: lognormal sigma of speeds and bandwidths (1.0) */
     double availability;        /* availability: fraction of time a device is online (1) */
     double availability_period_s; /* availability_period_s: length of a device's on/off cycle (3600) */
+    char availability_model[16]; /* availability_model: always | periodic | markov | trace (periodic) */
+    char availability_trace[512]; /* availability_trace: CSV client,start_s,end_s of online intervals */
+    double availability_mean_on_s;  /* availability_mean_on_s: markov mean online sojourn (3600) */
+    double availability_mean_off_s; /* availability_mean_off_s: markov mean offline sojourn (1800) */
     double failure_probability; /* failure_probability: chance a device fails during a round (0) */
     double round_deadline_s;    /* round_deadline_s: simulated seconds per round (0 = none) */
     double over_selection;      /* over_selection: extra fraction of clients selected (0) */
@@ -87,7 +91,7 @@ typedef struct fed_config {
     double sa_dropout;          /* secure_aggregation.dropout_fraction: tolerated drop-outs (0.3) */
     double sa_stage_dropout;    /* secure_aggregation.stage_dropout: simulated drop-out per protocol stage (0) */
     /* differential privacy (the privacy: section) */
-    char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local */
+    char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local | distributed */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */
     double dp_clip;             /* privacy.clip_norm: C (0 = 1.0 for dp-sgd, 0.1 for dp-fedavg/local) */
     int dp_adaptive;            /* privacy.adaptive_clipping (false) */

@@ -62,12 +62,32 @@ typedef struct fed_sysim {
     int cap;
     unsigned char *skip;   /* 1 failed, 2 no time for one step: dropped after collect */
     double *time;          /* the client's simulated time in the round */
+    struct fed_avail *avail; /* availability_model (src/sim/clock.c): who is online when */
 } fed_sysim;
 
-/* Builds the devices and wires the selector's system inputs (speeds, oort and
- * power-of-choice parameters). model_bytes: the model plus buffers as sent. */
+/* Builds the devices and the availability model and wires the selector's
+ * system inputs (speeds, oort and power-of-choice parameters). model_bytes:
+ * the model plus buffers as sent. A bad availability_trace fails here with an
+ * error naming file:line and what is wrong. */
 int fed_sysim_new(fed_sysim **out, const fed_config *cfg, fed_selector *sel, int num_clients, double model_bytes);
 void fed_sysim_free(fed_sysim *s);
+/* Availability under the run's availability_model: always, periodic (the
+ * device's availability and phase, fed_device_online), markov (two-state on/off
+ * chain with exponential sojourns of means availability_mean_on_s / _off_s,
+ * started in its stationary distribution) or trace (availability_trace, a CSV
+ * client,start_s,end_s of online intervals [start, end), repeating with the
+ * period of the largest end; a client with no row is always online). The
+ * Markov chain of each client is drawn in order from its own stream (seed,
+ * client) and cached, so answers depend on nothing but (seed, client, t):
+ * not on thread count nor on query order. Not thread-safe (the cache): the
+ * drivers ask from their own thread. t >= 0 simulated seconds (t < 0 reads as 0). */
+int fed_sysim_online(fed_sysim *s, int client, double t);
+/* The earliest time >= t at which the client is online (t itself if online). */
+double fed_sysim_next_online(fed_sysim *s, int client, double t);
+/* The earliest time >= t at which the client is offline (t itself if offline;
+ * INFINITY if it never goes offline). */
+double fed_sysim_next_offline(fed_sysim *s, int client, double t);
+
 /* Clients per round after over-selection (room the driver allocates). */
 int fed_sysim_capacity(const fed_sysim *s, int k);
 /* Selects for round: only devices online at the round's start, k x (1 +

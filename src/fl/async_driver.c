@@ -7,7 +7,8 @@
  * client id); clients that started on the same model version are trained side
  * by side through the transport just before their results are needed, so the
  * run is bit-identical for any thread count. One server step = one round in
- * the store. */
+ * the store; checkpoints after a step make `--resume` bit-identical too
+ * (see "checkpoints" below). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,30 +61,70 @@ typedef struct async_run {
     int *task_slot;
     fed_client_metrics *cm;
     int ncm;
+    /* the global models that in-flight clients started from, by version, for
+     * checkpoints (refs: slots holding it; w is kept for reuse at refs 0) */
+    struct base { int version, refs; float *w; } *bases;
+    int nbases;
 } async_run;
+
+/* A slot starting on `version` (= the current global) holds its model; a
+ * slot holds one reference from its start until its update arrives or it
+ * fails, so the references are the clients in flight that will send one. */
+static int base_ref(async_run *A, int version) {
+    struct base *free_b = NULL;
+    for (int i = 0; i < A->nbases; i++) {
+        struct base *b = &A->bases[i];
+        if (b->refs > 0 && b->version == version) { b->refs++; return 0; }
+        if (b->refs == 0 && !free_b) free_b = b;
+    }
+    if (!free_b) {
+        /* at most C versions are in flight at once: C + 1 entries never run out */
+        if (A->nbases == A->C + 1) return fed_error(FED_ESTATE, "fedbuff: more base models than clients in flight");
+        free_b = &A->bases[A->nbases++];
+    }
+    if (!free_b->w && !(free_b->w = malloc(A->n * sizeof(float))))
+        return fed_error(FED_ENOMEM, "fedbuff: out of memory for a base model");
+    memcpy(free_b->w, A->global, A->n * sizeof(float));
+    free_b->version = version;
+    free_b->refs = 1;
+    return 0;
+}
+
+static struct base *base_find(async_run *A, int version) {
+    for (int i = 0; i < A->nbases; i++)
+        if (A->bases[i].refs > 0 && A->bases[i].version == version) return &A->bases[i];
+    return NULL;
+}
+
+static void base_unref(async_run *A, int version) {
+    struct base *b = base_find(A, version);
+    if (b) b->refs--;
+}
 
 
 /* Starts a new client in slot i at simulated time t: uniformly among the
  * devices online at t and not already training (if none is online, the one
  * that comes online first). */
-static void start_client(async_run *A, int i, double t, int version, long seq) {
+static int start_client(async_run *A, int i, double t, int version, long seq) {
     int N = A->fed.num_clients, m = 0;
     fed_rng r;
     fed_rng_init(&r, A->cfg.seed, (uint64_t)seq, 0, RNG_ASYNC_PICK);
     int pick = -1;
     for (int c = 0; c < N; c++)
-        if (!A->busy[c] && fed_device_online(&A->sim->dev[c], A->sim->period, t)) m++;
+        if (!A->busy[c] && fed_sysim_online(A->sim, c, t)) m++;
     if (m > 0) {
         uint32_t j = fed_rng_below(&r, (uint32_t)m);
         for (int c = 0; c < N; c++)
-            if (!A->busy[c] && fed_device_online(&A->sim->dev[c], A->sim->period, t) && j-- == 0) { pick = c; break; }
+            if (!A->busy[c] && fed_sysim_online(A->sim, c, t) && j-- == 0) { pick = c; break; }
     } else {
         double best = INFINITY;
         for (int c = 0; c < N; c++) {
             if (A->busy[c]) continue;
-            double x = fed_device_next_online(&A->sim->dev[c], A->sim->period, t);
+            double x = fed_sysim_next_online(A->sim, c, t);
             if (x < best) { best = x; pick = c; }
         }
+        if (pick < 0)
+            return fed_error(FED_ESTATE, "fedbuff: no idle simulated device ever comes online after t = %g s", t);
         t = best;
     }
     slot *s = &A->slots[i];
@@ -102,14 +143,17 @@ static void start_client(async_run *A, int i, double t, int version, long seq) {
     s->finish = t + fed_device_task_time(d, bytes, fed_task_samples(n, A->cfg.batch_size, steps), bytes);
     fed_rng_init(&r, A->cfg.seed, (uint64_t)seq, (uint64_t)pick, RNG_ASYNC_FAIL);
     s->failed = d->failure > 0 && fed_rng_uniform(&r) < d->failure;
+    /* a client that will send an update holds its base model until it arrives */
+    return s->failed ? 0 : base_ref(A, version);
 }
 
-/* Trains every started, untrained client (all began on the current model). */
-static int train_pending(async_run *A, fed_transport *tr, int version) {
+/* Trains every started, untrained client that began on `version`, whose
+ * global model is w (in a run, all untrained clients began on the current one). */
+static int train_pending(async_run *A, fed_transport *tr, int version, const float *w) {
     int k = 0;
     for (int i = 0; i < A->C; i++) {
         slot *s = &A->slots[i];
-        if (s->trained || s->failed) continue;
+        if (s->trained || s->failed || s->version != version) continue;
         fed_task *t = &A->tasks[k];
         memset(t, 0, sizeof *t);
         t->round = (int)s->seq;
@@ -120,7 +164,7 @@ static int train_pending(async_run *A, fed_transport *tr, int version) {
         A->task_slot[k++] = i;
     }
     if (k == 0) return 0;
-    int rc = tr->broadcast(tr, A->tasks, k, A->global, NULL, NULL);
+    int rc = tr->broadcast(tr, A->tasks, k, w, NULL, NULL);
     if (!rc) rc = tr->collect(tr, A->results, k, 0);
     if (rc) return rc;
     for (int j = 0; j < k; j++) {
@@ -131,6 +175,7 @@ static int train_pending(async_run *A, fed_transport *tr, int version) {
             if (r->status == FED_RESULT_FAILED)
                 fprintf(stderr, "federate: fedbuff: client %d failed: %s\n", r->client, r->error);
             s->failed = 1;
+            base_unref(A, s->version);
             continue;
         }
         fed_stage_ctx sc = {A->cfg.seed, (int)s->seq, r->client, r->num_examples, NULL};
@@ -145,6 +190,179 @@ static int train_pending(async_run *A, fed_transport *tr, int version) {
     return 0;
 }
 
+/* ---- checkpoints (resume) ------------------------------------------------
+ * Taken right after a server step, before the freed slot starts its next
+ * client. The buffer is then empty, FedBuff's server step has no optimizer
+ * state, every random draw is keyed by (seed, start number, client) and the
+ * availability models are pure functions of (seed, client, t); what is left
+ * is the clients in flight. Each slot's record (client, start number, base
+ * version, simulated start and finish, failure) is kept, and, rather than
+ * the C - 1 finished updates (C model-sized vectors per checkpoint), the
+ * global models they started from: the distinct base versions in flight,
+ * typically C / K + 1 of them. A resumed run retrains those clients from
+ * their base models, which gives the same bits: a client's training depends
+ * only on its base model and its task, never on who trains beside it (the
+ * property that makes runs identical for any thread count). The current
+ * global model goes in the checkpoint's model half. */
+
+enum { CK_MAGIC = 0x46424632 /* "FBF2" */, CK_META = 7, CK_SLOT = 8 };
+
+static int64_t dbits(double x) {
+    int64_t w;
+    memcpy(&w, &x, sizeof w);
+    return w;
+}
+
+static double dunbits(int64_t w) {
+    double x;
+    memcpy(&x, &w, sizeof x);
+    return x;
+}
+
+static void tensor1(fed_st_tensor *t, const char *name, int dtype, size_t n, const void *data) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = dtype;
+    t->ndim = 1;
+    t->shape[0] = (int64_t)n;
+    t->numel = n;
+    t->data = data;
+}
+
+/* A slot whose client's update a resumed run needs (it has not arrived). */
+static int in_flight(const slot *s, int i, int refill) {
+    return i != refill && !s->failed;
+}
+
+static int save_checkpoint(async_run *A, fed_store *store, int64_t run_id, int version, long seq, double now,
+                           int refill) {
+    size_t C = (size_t)A->C, n = A->n;
+    int64_t meta[CK_META] = {CK_MAGIC, version, seq, dbits(now), refill, A->C, (int64_t)n};
+    int64_t *sw = malloc(C * CK_SLOT * sizeof *sw), *bv = malloc(C * sizeof *bv);
+    float *bw = malloc((C * n > 0 ? C * n : 1) * sizeof *bw);
+    void *mbuf = NULL, *sbuf = NULL;
+    size_t mlen = 0, slen = 0, nb = 0;
+    int rc = 0;
+    if (!sw || !bv || !bw) { rc = fed_error(FED_ENOMEM, "fedbuff checkpoint: out of memory"); goto out; }
+    for (size_t i = 0; i < C; i++) {
+        const slot *s = &A->slots[i];
+        int64_t *w = sw + i * CK_SLOT;
+        w[0] = s->client; w[1] = s->seq; w[2] = s->version; w[3] = dbits(s->start); w[4] = dbits(s->finish);
+        w[5] = s->failed; w[6] = 0; w[7] = 0;
+        if (!in_flight(s, (int)i, refill)) continue;
+        size_t j = 0;
+        while (j < nb && bv[j] != s->version) j++;
+        if (j < nb) continue;
+        const struct base *b = base_find(A, s->version);
+        if (!b) {
+            rc = fed_error(FED_ESTATE, "fedbuff checkpoint: the base model of version %d is gone", s->version);
+            goto out;
+        }
+        bv[nb] = s->version;
+        memcpy(bw + nb++ * n, b->w, n * sizeof(float));
+    }
+    fed_st_tensor t[4];
+    tensor1(&t[0], "fedbuff.meta", FED_DTYPE_I64, CK_META, meta);
+    tensor1(&t[1], "fedbuff.slots", FED_DTYPE_I64, C * CK_SLOT, sw);
+    tensor1(&t[2], "fedbuff.base_versions", FED_DTYPE_I64, nb, bv);
+    tensor1(&t[3], "fedbuff.base_models", FED_DTYPE_F32, nb * n, bw);
+    memcpy(fed_model_params(A->model), A->global, n * sizeof(float));
+    if ((rc = fed_model_serialize(A->model, &mbuf, &mlen))) goto out;
+    if ((rc = fed_st_serialize(t, 4, NULL, 0, &sbuf, &slen))) goto out;
+    rc = fed_store_save_checkpoint(store, run_id, version, mbuf, mlen, sbuf, slen);
+out:
+    free(sw); free(bv); free(bw); free(mbuf); free(sbuf);
+    return rc;
+}
+
+/* Restores what save_checkpoint kept and retrains the clients in flight from
+ * their base models; *refill = the slot to start next. */
+static int load_checkpoint(async_run *A, fed_transport *tr, int64_t run_id, int ck_round, const void *model,
+                           size_t mlen, const void *state, size_t slen, int *version, long *seq, double *now,
+                           int *refill) {
+    size_t C = (size_t)A->C, n = A->n;
+    int N = A->fed.num_clients;
+    if (!state || slen == 0)
+        return fed_error(FED_EFORMAT, "run %lld: its checkpoint (step %d) has no fedbuff state (written by an "
+                                      "older federate); it cannot be resumed", (long long)run_id, ck_round);
+    int rc = fed_model_load_buffer(A->model, model, mlen);
+    if (rc) return rc;
+    memcpy(A->global, fed_model_params(A->model), n * sizeof(float));
+    fed_st_file *f;
+    if ((rc = fed_st_parse(state, slen, &f))) return rc;
+    const fed_st_tensor *tm = fed_st_find(f, "fedbuff.meta"), *ts = fed_st_find(f, "fedbuff.slots"),
+                        *tv = fed_st_find(f, "fedbuff.base_versions"), *tw = fed_st_find(f, "fedbuff.base_models");
+    int64_t meta[CK_META];
+    if (!tm || tm->dtype != FED_DTYPE_I64 || tm->numel != CK_META || !ts || ts->dtype != FED_DTYPE_I64 || !tv ||
+        tv->dtype != FED_DTYPE_I64 || !tw || tw->dtype != FED_DTYPE_F32) {
+        rc = fed_error(FED_EFORMAT, "run %lld: the checkpoint's fedbuff state lacks fedbuff.meta, .slots, "
+                                    ".base_versions or .base_models", (long long)run_id);
+        goto out;
+    }
+    memcpy(meta, tm->data, sizeof meta);
+    if (meta[0] != CK_MAGIC || meta[1] != ck_round || meta[5] != A->C || meta[6] != (int64_t)n ||
+        ts->numel != C * CK_SLOT || tv->numel > C || tw->numel != tv->numel * n || meta[4] < 0 || meta[4] >= A->C ||
+        meta[2] < 0) {
+        rc = fed_error(FED_EFORMAT, "run %lld: the checkpoint's fedbuff state does not match the run (step %lld of %d, "
+                                    "%lld slots of %lld parameters; the run has %d of %zu)",
+                       (long long)run_id, (long long)meta[1], ck_round, (long long)meta[5], (long long)meta[6], A->C, n);
+        goto out;
+    }
+    *version = (int)meta[1];
+    *seq = (long)meta[2];
+    *now = dunbits(meta[3]);
+    *refill = (int)meta[4];
+    memset(A->busy, 0, (size_t)N);
+    for (size_t i = 0; i < C && !rc; i++) {
+        int64_t w[CK_SLOT];
+        memcpy(w, (const char *)ts->data + i * CK_SLOT * sizeof(int64_t), sizeof w);
+        slot *s = &A->slots[i];
+        memset(s->delta, 0, n * sizeof(float));
+        s->client = (int)w[0]; s->seq = (long)w[1]; s->version = (int)w[2];
+        s->start = dunbits(w[3]); s->finish = dunbits(w[4]);
+        s->failed = w[5] != 0;
+        s->trained = s->failed;
+        if ((int)i == *refill) continue;
+        if (w[0] < 0 || w[0] >= N || A->busy[w[0]] || w[2] < 0 || w[2] >= meta[1] || w[1] < 1 || w[1] > meta[2])
+            rc = fed_error(FED_EFORMAT, "run %lld: the checkpoint's fedbuff slot %zu is inconsistent (client %lld, "
+                                        "version %lld, start %lld)", (long long)run_id, i, (long long)w[0],
+                           (long long)w[2], (long long)w[1]);
+        else
+            A->busy[s->client] = 1;
+    }
+    /* each base model in flight: retrain the clients that started on it */
+    for (size_t j = 0; j < tv->numel && !rc; j++) {
+        int64_t v;
+        memcpy(&v, (const char *)tv->data + j * sizeof v, sizeof v);
+        float *w = malloc(n * sizeof(float) + 1);
+        if (!w) { rc = fed_error(FED_ENOMEM, "fedbuff resume: out of memory"); break; }
+        memcpy(w, (const char *)tw->data + j * n * sizeof(float), n * sizeof(float));
+        if (v < 0 || v >= meta[1])
+            rc = fed_error(FED_EFORMAT, "run %lld: the checkpoint keeps a base model of version %lld (of %lld)",
+                           (long long)run_id, (long long)v, (long long)meta[1]);
+        else
+            rc = train_pending(A, tr, (int)v, w);
+        /* the slots of version v hold it from here, as they would have */
+        if (!rc) {
+            struct base *b = &A->bases[A->nbases++];
+            b->version = (int)v;
+            b->w = w;
+            b->refs = 0;
+            for (size_t i = 0; i < C; i++)
+                if ((int)i != *refill && !A->slots[i].failed && A->slots[i].version == v) b->refs++;
+        } else {
+            free(w);
+        }
+    }
+    for (size_t i = 0; i < C && !rc; i++)
+        if (in_flight(&A->slots[i], (int)i, *refill) && !A->slots[i].trained)
+            rc = fed_error(FED_EFORMAT, "run %lld: the checkpoint lacks the base model (version %d) of fedbuff slot "
+                                        "%zu", (long long)run_id, A->slots[i].version, i);
+out:
+    fed_st_close(f);
+    return rc;
+}
+
 static void async_free(async_run *A) {
     fed_transport_free(A->own);
     fed_pipeline_free(&A->pipeline);
@@ -156,6 +374,8 @@ static void async_free(async_run *A) {
         for (int i = 0; i < A->C; i++) free(A->slots[i].delta);
     free(A->slots); free(A->busy); free(A->global); free(A->buffer); free(A->acc);
     free(A->tasks); free(A->results); free(A->task_slot); free(A->cm);
+    for (int i = 0; i < A->nbases; i++) free(A->bases[i].w);
+    free(A->bases);
 }
 
 int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *out) {
@@ -167,13 +387,24 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
     int64_t run_id = 0;
     int rc = 0;
     out->final_accuracy = out->final_loss = NAN;
-    if (opts && opts->resume_run > 0)
-        return fed_error(FED_EUNSUPPORTED, "strategy fedbuff: resuming an asynchronous run is not supported yet");
-    if (fed_staleness_weight(cfg->staleness, cfg->staleness_a, cfg->staleness_b, 0) != 1.0)
-        return fed_error(FED_EINVAL, "key 'staleness': '%s' is not polynomial, hinge or constant", cfg->staleness);
+    /* resuming: fed_run has loaded the run's own config into cfg_in */
+    void *ck_model = NULL, *ck_state = NULL;
+    size_t ck_mlen = 0, ck_slen = 0;
+    int ck_round = 0;
+    if (opts && opts->resume_run > 0) {
+        if (!store) return fed_error(FED_EINVAL, "resuming needs the experiment store");
+        rc = fed_store_load_checkpoint(store, opts->resume_run, &ck_round, &ck_model, &ck_mlen, &ck_state, &ck_slen);
+        if (rc == FED_ENOTFOUND) ck_round = 0, rc = 0;   /* nothing saved: start over */
+        if (rc) return rc;
+        run_id = opts->resume_run;
+    }
+    if (fed_staleness_weight(cfg->staleness, cfg->staleness_a, cfg->staleness_b, 0) != 1.0) {
+        rc = fed_error(FED_EINVAL, "key 'staleness': '%s' is not polynomial, hinge or constant", cfg->staleness);
+        goto done;
+    }
     if (opts && opts->build_federation) rc = opts->build_federation(opts->federation_ctx, cfg, &A.fed);
     else rc = fed_federation_build(cfg, &A.fed);
-    if (rc) return rc;
+    if (rc) goto done;
     if ((rc = fed_model_for_config(cfg, &A.fed.train, &A.model))) goto done;
     if (fed_model_num_buffers(A.model) > 0) {
         rc = fed_error(FED_EUNSUPPORTED, "strategy fedbuff: model %s has BatchNorm statistics, which asynchronous "
@@ -208,7 +439,9 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
     A.results = calloc((size_t)C, sizeof *A.results);
     A.task_slot = calloc((size_t)C, sizeof *A.task_slot);
     A.cm = calloc((size_t)(K + C + 1) * 4, sizeof *A.cm);
-    if (!A.slots || !A.busy || !A.global || !A.buffer || !A.acc || !A.tasks || !A.results || !A.task_slot || !A.cm) {
+    A.bases = calloc((size_t)C + 1, sizeof *A.bases);
+    if (!A.slots || !A.busy || !A.global || !A.buffer || !A.acc || !A.tasks || !A.results || !A.task_slot || !A.cm ||
+        !A.bases) {
         rc = fed_error(FED_ENOMEM, "fedbuff: out of memory for %d concurrent clients", C);
         goto done;
     }
@@ -219,7 +452,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
         }
     memcpy(A.global, fed_model_params(A.model), A.n * sizeof(float));
 
-    if (store) {
+    if (store && run_id == 0) {
         char *yaml = fed_config_to_yaml(cfg);
         if (!yaml) { rc = fed_error(FED_ENOMEM, "run: out of memory"); goto done; }
         rc = fed_store_run_begin(store, cfg->name, yaml, &run_id);
@@ -240,9 +473,38 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
     if (!out->confusion) { rc = fed_error(FED_ENOMEM, "run: out of memory"); goto done; }
 
     long seq = 0;
-    for (int i = 0; i < C; i++) start_client(&A, i, 0.0, 0, ++seq);
     int version = 0, arrivals = 0, last_eval = 0;
     double last_flush = 0, now = 0, wall0 = wall_now(), ls = 0, ls2 = 0;
+    if (run_id && opts && opts->resume_run > 0) {
+        /* the resumed run: rolled back to its checkpoint, or to nothing */
+        if ((rc = fed_store_truncate(store, run_id, ck_round))) goto done;
+        if ((rc = fed_store_run_set_status(store, run_id, "running"))) goto done;
+        if (ck_model) {
+            int refill = 0;
+            if ((rc = load_checkpoint(&A, tr, run_id, ck_round, ck_model, ck_mlen, ck_state, ck_slen, &version, &seq,
+                                      &now, &refill)))
+                goto done;
+            last_flush = now;
+            out->rounds_done = version;
+            out->sim_time_s = now;
+            fed_round_metrics *past;
+            int np;
+            if ((rc = fed_store_get_rounds(store, run_id, &past, &np))) goto done;
+            for (int i = 0; i < np; i++) {
+                out->bytes_up += past[i].bytes_up;
+                out->bytes_down += past[i].bytes_down;
+                if (!isnan(past[i].test_accuracy)) {
+                    out->final_accuracy = past[i].test_accuracy;
+                    out->final_loss = past[i].test_loss;
+                }
+            }
+            free(past);
+            if (version < cfg->num_rounds && (rc = start_client(&A, refill, now, version, ++seq))) goto done;
+        }
+    }
+    if (!ck_model)
+        for (int i = 0; i < C; i++)
+            if ((rc = start_client(&A, i, 0.0, 0, ++seq))) goto done;
     int64_t up = 0, down = 0;
     int dropped = 0;
     memset(A.acc, 0, A.n * sizeof(double));
@@ -254,7 +516,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
             if (a->finish < b->finish || (a->finish == b->finish && a->client < b->client)) e = i;
         }
         slot *s = &A.slots[e];
-        if (!s->trained && !s->failed && (rc = train_pending(&A, tr, version))) goto done;
+        if (!s->trained && !s->failed && (rc = train_pending(&A, tr, version, A.global))) goto done;
         now = s->finish;
         fed_client_metrics *c = &A.cm[A.ncm < (K + C + 1) * 4 ? A.ncm++ : A.ncm - 1];
         memset(c, 0, sizeof *c);
@@ -283,9 +545,10 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
             ls2 += s->train_loss * s->train_loss;
         }
         A.busy[s->client] = 0;
+        if (!s->failed) base_unref(&A, s->version);
         if (arrivals == K) {
             /* clients already started on this version train before it changes */
-            if ((rc = train_pending(&A, tr, version))) goto done;
+            if ((rc = train_pending(&A, tr, version, A.global))) goto done;
             double scale = cfg->server_lr / K;
             for (size_t j = 0; j < A.n; j++) A.buffer[j] = (float)(scale * A.acc[j]);
             fed_vec_axpy(A.global, 1.0f, A.buffer, A.n);
@@ -347,12 +610,17 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
             ls = ls2 = 0;
             A.ncm = 0;
             memset(A.acc, 0, A.n * sizeof(double));
-            if (opts && opts->stop && *opts->stop && version < cfg->num_rounds) {
+            int stop = opts && opts->stop && *opts->stop && version < cfg->num_rounds;
+            /* a stopped run is always resumable from where it stopped */
+            if (store && ((cfg->checkpoint_every > 0 && version % cfg->checkpoint_every == 0) ||
+                          version == cfg->num_rounds || stop))
+                if ((rc = save_checkpoint(&A, store, run_id, version, seq, now, e))) goto done;
+            if (stop) {
                 out->stopped = 1;
                 break;
             }
         }
-        start_client(&A, e, now, version, ++seq);
+        if ((rc = start_client(&A, e, now, version, ++seq))) goto done;
     }
     if (last_eval != out->rounds_done || last_eval == 0) {
         memcpy(fed_model_params(A.model), A.global, A.n * sizeof(float));
@@ -360,15 +628,8 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
                                      &out->final_accuracy, out->confusion)))
             goto done;
     }
-    if (store) {
-        memcpy(fed_model_params(A.model), A.global, A.n * sizeof(float));
-        void *mbuf = NULL;
-        size_t mlen = 0;
-        rc = fed_model_serialize(A.model, &mbuf, &mlen);
-        if (!rc) rc = fed_store_save_checkpoint(store, run_id, out->rounds_done, mbuf, mlen, "", 0);
-        free(mbuf);
-        if (!rc) rc = fed_store_run_set_status(store, run_id, out->stopped ? "interrupted" : "finished");
-    }
+    /* the checkpoint of the last step was taken in the loop */
+    if (store) rc = fed_store_run_set_status(store, run_id, out->stopped ? "interrupted" : "finished");
 done:
     if (rc && store && run_id) {
         char msg[1100];
@@ -377,6 +638,8 @@ done:
         fed_store_run_set_text(store, run_id, "error", msg);
         fed_error(rc, "%s", msg);
     }
+    free(ck_model);
+    free(ck_state);
     async_free(&A);
     return rc;
 }

@@ -25,13 +25,14 @@ static const char *const datasets[] = {"mnist", "fashion-mnist", "cifar10", NULL
 static const char *const distributions[] = {"iid", "dirichlet", "shards", "quantity", NULL};
 static const char *const selections[] = {"uniform", "stratified", "capability", "speed", "oort", "power-of-choice", NULL};
 static const char *const device_kinds[] = {"none", "uniform", "lognormal", "file", NULL};
+static const char *const availability_models[] = {"always", "periodic", "markov", "trace", NULL};
 static const char *const staleness_kinds[] = {"polynomial", "hinge", "constant", NULL};
 static const char *const capabilities[] = {"none", "uniform", "lognormal", NULL};
 static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", "cnn-dp", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
 static const char *const sa_graphs[] = {"full", "harary", NULL};
-static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", NULL};
+static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", "distributed", NULL};
 static const char *const noise_sources[] = {"seeded", "secure", NULL};
 static const char *const conversions[] = {"improved", "classic", NULL};
 static const char *const strategies[] = {"fedavg", "fedavgm", "fedprox", "scaffold", "qfedavg",
@@ -90,6 +91,14 @@ static const fed_config_key keys[] = {
      "fraction of each on/off cycle a device is online"},
     {"availability_period_s", FED_CONFIG_DOUBLE, FIELD(availability_period_s), 1, 1e9, NULL,
      "simulated seconds of one on/off availability cycle"},
+    {"availability_model", FED_CONFIG_STRING, FIELD(availability_model), NO_RANGE, availability_models,
+     "when devices are online: always, periodic cycles, a two-state Markov chain, or a trace file"},
+    {"availability_trace", FED_CONFIG_STRING, FIELD(availability_trace), NO_RANGE, NULL,
+     "CSV client,start_s,end_s of online intervals for availability_model trace"},
+    {"availability_mean_on_s", FED_CONFIG_DOUBLE, FIELD(availability_mean_on_s), 0.001, 1e12, NULL,
+     "markov: mean simulated seconds a device stays online"},
+    {"availability_mean_off_s", FED_CONFIG_DOUBLE, FIELD(availability_mean_off_s), 0.001, 1e12, NULL,
+     "markov: mean simulated seconds a device stays offline"},
     {"failure_probability", FED_CONFIG_DOUBLE, FIELD(failure_probability), 0, 0.99, NULL,
      "chance that a device fails during its work (profiles from a file may set their own)"},
     {"round_deadline_s", FED_CONFIG_DOUBLE, FIELD(round_deadline_s), 0, 1e12, NULL,
@@ -168,17 +177,19 @@ static const fed_config_key keys[] = {
     {"secure_aggregation.adversarial_fraction", FED_CONFIG_DOUBLE, FIELD(sa_adversarial), 0, 0.5, NULL,
      "harary: fraction of clients that may collude with the server"},
     {"secure_aggregation.dropout_fraction", FED_CONFIG_DOUBLE, FIELD(sa_dropout), 0, 0.9, NULL,
-     "harary: fraction of clients that may drop out during the protocol"},
+     "harary: fraction of clients that may drop out during the protocol; privacy.mode distributed: the "
+     "noise is sized for the rest"},
     {"secure_aggregation.stage_dropout", FED_CONFIG_DOUBLE, FIELD(sa_stage_dropout), 0, 0.9, NULL,
      "simulation: probability that a client drops out at each protocol stage"},
     /* differential privacy */
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
-     "Gaussian noise on the server's sum, Poisson client sampling); local (each client noises its own update)"},
+     "Gaussian noise on the server's sum, Poisson client sampling); local (each client noises its own update); "
+     "distributed (with secure_aggregation: each client adds a discrete Gaussian share before masking)"},
     {"privacy.noise_multiplier", FED_CONFIG_DOUBLE, FIELD(dp_noise_multiplier), 0, 1e6, NULL,
      "noise standard deviation over the clip norm (z)"},
     {"privacy.clip_norm", FED_CONFIG_DOUBLE, FIELD(dp_clip), 0, 1e9, NULL,
-     "L2 clip: per example for dp-sgd (0 = 1.0), per client update for dp-fedavg and local "
+     "L2 clip: per example for dp-sgd (0 = 1.0), per client update for dp-fedavg, local and distributed "
      "(0 = 0.1; the initial clip when adaptive)"},
     {"privacy.adaptive_clipping", FED_CONFIG_BOOL, FIELD(dp_adaptive), NO_RANGE, NULL,
      "dp-fedavg: adapt the clip to a quantile of update norms (Andrew et al. 2021)"},
@@ -242,6 +253,9 @@ void fed_config_default(fed_config *c) {
     c->device_spread = 1.0;
     c->availability = 1.0;
     c->availability_period_s = 3600;
+    snprintf(c->availability_model, sizeof c->availability_model, "periodic");
+    c->availability_mean_on_s = 3600;
+    c->availability_mean_off_s = 1800;
     c->oort_alpha = 2.0;
     c->oort_epsilon = 0.9;
     c->buffer_size = 10;
@@ -894,11 +908,15 @@ int fed_config_validate(const fed_config *c) {
                                          "of the updates (fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad), "
                                          "not %s", c->strategy);
         if (!strcmp(c->dp_mode, "dp-fedavg"))
-            return fed_error(FED_EINVAL, "secure_aggregation with privacy.mode dp-fedavg needs distributed noise "
-                                         "(added by the clients before masking), which is not built yet; use "
-                                         "privacy.mode local, or dp-fedavg without secure_aggregation");
+            return fed_error(FED_EINVAL, "secure_aggregation with privacy.mode dp-fedavg: the server would add its "
+                                         "noise to a sum it never sees; use privacy.mode distributed (the clients add "
+                                         "discrete Gaussian shares before masking), or dp-fedavg without "
+                                         "secure_aggregation");
         if (!(c->sa_clip > 0))
             return fed_error(FED_EINVAL, "secure_aggregation.clipping_range must be > 0 (got %g)", c->sa_clip);
+    } else if (!strcmp(c->dp_mode, "distributed")) {
+        return fed_error(FED_EINVAL, "privacy.mode distributed adds the noise inside secure aggregation; set "
+                                     "secure_aggregation.enabled: true (or use privacy.mode dp-fedavg)");
     }
     if (c->adapt_to_capability && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "adapt_to_capability needs a capability distribution "
@@ -909,6 +927,15 @@ int fed_config_validate(const fed_config *c) {
                                                 !strcmp(c->client_selection, "speed")))
         return fed_error(FED_EINVAL, "round_deadline_s, over_selection and client_selection speed need simulated "
                                      "devices (device_profiles uniform, lognormal or file, not none)");
+    if (!strcmp(c->availability_model, "trace") && !c->availability_trace[0])
+        return fed_error(FED_EINVAL, "availability_model trace needs availability_trace (a CSV path)");
+    if (c->availability_trace[0] && strcmp(c->availability_model, "trace"))
+        return fed_error(FED_EINVAL, "availability_trace is set but availability_model is %s; set "
+                                     "availability_model: trace (or clear availability_trace)", c->availability_model);
+    if (!strcmp(c->device_profiles, "none") && (!strcmp(c->availability_model, "markov") ||
+                                                !strcmp(c->availability_model, "trace")))
+        return fed_error(FED_EINVAL, "availability_model %s needs simulated devices (device_profiles uniform, "
+                                     "lognormal or file, not none)", c->availability_model);
     if (!strcmp(c->strategy, "fedbuff")) {
         if (strcmp(c->dp_mode, "none") || c->sa_enabled)
             return fed_error(FED_EINVAL, "strategy fedbuff (asynchronous) does not support privacy.mode %s or "

@@ -13,7 +13,8 @@
 #include "federate/rng.h"
 #include "federate/sim.h"
 
-enum { RNG_PROFILE = FED_RNG_USER + 30, RNG_PHASE = FED_RNG_USER + 31, RNG_FAIL = FED_RNG_USER + 32 };
+enum { RNG_PROFILE = FED_RNG_USER + 30, RNG_PHASE = FED_RNG_USER + 31, RNG_FAIL = FED_RNG_USER + 32,
+       RNG_MARKOV = FED_RNG_USER + 35 };
 
 static const double MED_SPEED = 300, MED_UP = 3e6, MED_DOWN = 1e7, MED_LAT = 0.1;
 
@@ -184,6 +185,336 @@ long fed_device_steps_within(const fed_device *d, double budget_s, double down_b
     return (long)full * per_epoch + rem;
 }
 
+/* ---- availability models ------------------------------------------------ */
+
+enum { AV_ALWAYS, AV_PERIODIC, AV_MARKOV, AV_TRACE };
+
+/* One client's Markov on/off chain, generated lazily in order from its own
+ * stream. The toggle times kept are a window of the whole sequence: when it
+ * grows past MARKOV_WINDOW the older half is dropped, and a query before the
+ * window regenerates the sequence from t = 0 (same stream, same numbers), so
+ * an answer never depends on which queries came before it. */
+typedef struct markov_chain {
+    int started;
+    int on0;               /* state at t = 0 */
+    fed_rng rng;           /* the stream after the last toggle generated */
+    long dropped;          /* toggles dropped before t[0] (for the parity) */
+    double floor_t;        /* time of the last dropped toggle (0 if none) */
+    double last_t;         /* time of the last toggle generated (0 if none) */
+    int last_on;           /* state from last_t on */
+    double *t;             /* toggles in the window, ascending */
+    int n, cap;
+} markov_chain;
+
+enum { MARKOV_WINDOW = 4096 };
+
+typedef struct fed_avail {
+    int kind;
+    int num_clients;
+    /* markov */
+    uint64_t seed;
+    double mean_on, mean_off;
+    markov_chain *chain;
+    /* trace: client c's merged intervals are iv[2 off[c] .. 2 off[c+1]) */
+    double period;
+    int *off;
+    double *iv;
+} fed_avail;
+
+static void avail_free(fed_avail *a) {
+    if (!a) return;
+    if (a->chain)
+        for (int i = 0; i < a->num_clients; i++) free(a->chain[i].t);
+    free(a->chain); free(a->off); free(a->iv);
+    free(a);
+}
+
+static void markov_restart(const fed_avail *a, markov_chain *m, int client) {
+    fed_rng_init(&m->rng, a->seed, 0, (uint64_t)client, RNG_MARKOV);
+    m->on0 = fed_rng_uniform(&m->rng) < a->mean_on / (a->mean_on + a->mean_off);
+    m->started = 1;
+    m->dropped = 0;
+    m->floor_t = m->last_t = 0;
+    m->last_on = m->on0;
+    m->n = 0;
+}
+
+/* Generates toggles until one lies beyond t (0 or FED_ENOMEM). */
+static int markov_extend(const fed_avail *a, markov_chain *m, double t) {
+    while (m->n == 0 || m->t[m->n - 1] <= t) {
+        if (m->n == m->cap) {
+            if (m->cap >= MARKOV_WINDOW) {
+                /* drop the older half: the clock only moves forward */
+                int h = m->n / 2;
+                m->floor_t = m->t[h - 1];
+                m->dropped += h;
+                memmove(m->t, m->t + h, (size_t)(m->n - h) * sizeof *m->t);
+                m->n -= h;
+            } else {
+                int cap = m->cap ? 2 * m->cap : 16;
+                double *nt = realloc(m->t, (size_t)cap * sizeof *nt);
+                if (!nt) return fed_error(FED_ENOMEM, "availability: out of memory");
+                m->t = nt;
+                m->cap = cap;
+            }
+        }
+        /* exponential sojourn in the current state (memoryless, so the first
+         * one, from t = 0, has the same law) */
+        double mean = m->last_on ? a->mean_on : a->mean_off;
+        double next = m->last_t - mean * log1p(-fed_rng_uniform(&m->rng));
+        m->t[m->n++] = next;
+        m->last_t = next;
+        m->last_on = !m->last_on;
+    }
+    return 0;
+}
+
+/* Toggles in the window at or before t: [0, n]. */
+static int upper_bound(const double *x, int n, double t) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (x[mid] <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* State at t, and in *next the first toggle after t. */
+static int markov_state(const fed_avail *a, int client, double t, double *next) {
+    markov_chain *m = &a->chain[client];
+    if (!m->started || t < m->floor_t) markov_restart(a, m, client);
+    if (markov_extend(a, m, t)) {
+        /* out of memory: answer "online" rather than stall the clock */
+        *next = INFINITY;
+        return 1;
+    }
+    int k = upper_bound(m->t, m->n, t);
+    *next = m->t[k];
+    return m->on0 ^ (int)((m->dropped + k) & 1);
+}
+
+/* trace: online at t when t mod period lies in one of the client's intervals */
+static int trace_online(const fed_avail *a, int c, double t, int *idx) {
+    int lo = a->off[c], hi = a->off[c + 1];
+    *idx = -1;
+    if (lo == hi) return 1;
+    double x = fmod(t, a->period);   /* exact */
+    /* the last interval starting at or before x */
+    int l = lo, h = hi;
+    while (l < h) {
+        int mid = l + (h - l) / 2;
+        if (a->iv[2 * mid] <= x) l = mid + 1;
+        else h = mid;
+    }
+    *idx = l;   /* the first interval starting after x (may be hi) */
+    return l > lo && x < a->iv[2 * (l - 1) + 1];
+}
+
+int fed_sysim_online(fed_sysim *s, int client, double t) {
+    if (!(t > 0)) t = 0;
+    fed_avail *a = s->avail;
+    if (!a || a->kind == AV_ALWAYS) return 1;
+    if (a->kind == AV_PERIODIC) return fed_device_online(&s->dev[client], s->period, t);
+    if (a->kind == AV_MARKOV) {
+        double next;
+        return markov_state(a, client, t, &next);
+    }
+    int idx;
+    return trace_online(a, client, t, &idx);
+}
+
+/* Moves a computed edge time forward by ulps until the model agrees (the
+ * edge was computed as t + (edge - t mod period), which may round a hair low). */
+static double settle(fed_sysim *s, int client, double x, int want_online) {
+    for (int i = 0; i < 64 && fed_sysim_online(s, client, x) != want_online; i++)
+        x = nextafter(x, INFINITY) + (i > 8 ? 1e-12 * fabs(x) : 0);
+    return x;
+}
+
+double fed_sysim_next_online(fed_sysim *s, int client, double t) {
+    if (!(t > 0)) t = 0;
+    fed_avail *a = s->avail;
+    if (!a || a->kind == AV_ALWAYS) return t;
+    if (a->kind == AV_PERIODIC) return fed_device_next_online(&s->dev[client], s->period, t);
+    if (a->kind == AV_MARKOV) {
+        /* off now: the next toggle turns it on (a zero-length on sojourn is
+         * skipped by asking again from there) */
+        for (;;) {
+            double next;
+            if (markov_state(a, client, t, &next)) return t;
+            if (!isfinite(next)) return INFINITY;
+            t = next;
+        }
+    }
+    int idx;
+    if (trace_online(a, client, t, &idx)) return t;
+    double x = fmod(t, a->period), e;
+    if (idx < a->off[client + 1]) e = t + (a->iv[2 * idx] - x);
+    else e = t + (a->period - x) + a->iv[2 * a->off[client]];   /* the next cycle's first */
+    return settle(s, client, e, 1);
+}
+
+double fed_sysim_next_offline(fed_sysim *s, int client, double t) {
+    if (!(t > 0)) t = 0;
+    fed_avail *a = s->avail;
+    if (!a || a->kind == AV_ALWAYS) return INFINITY;
+    if (a->kind == AV_PERIODIC) {
+        const fed_device *d = &s->dev[client];
+        if (d->availability >= 1) return INFINITY;
+        if (!fed_device_online(d, s->period, t)) return t;
+        double x = t / s->period + d->phase;
+        x -= floor(x);
+        return settle(s, client, t + (d->availability - x) * s->period, 0);
+    }
+    if (a->kind == AV_MARKOV) {
+        for (;;) {
+            double next;
+            if (!markov_state(a, client, t, &next)) return t;
+            if (!isfinite(next)) return INFINITY;
+            t = next;
+        }
+    }
+    int idx, lo = a->off[client], hi = a->off[client + 1];
+    if (!trace_online(a, client, t, &idx)) return t;
+    if (lo == hi) return INFINITY;
+    /* merged intervals: on through the end of this one, unless it reaches the
+     * period's end and the first starts at 0 (on across the wrap) */
+    if (hi - lo == 1 && a->iv[2 * lo] == 0 && a->iv[2 * lo + 1] >= a->period) return INFINITY;
+    double x = fmod(t, a->period), end = a->iv[2 * (idx - 1) + 1];
+    double e = t + (end - x);
+    if (end >= a->period && a->iv[2 * lo] == 0) e = t + (a->period - x) + a->iv[2 * lo + 1];
+    return settle(s, client, e, 0);
+}
+
+typedef struct trace_row { int client; double start, end; } trace_row;
+
+static int cmp_row(const void *p, const void *q) {
+    const trace_row *x = p, *y = q;
+    if (x->client != y->client) return x->client < y->client ? -1 : 1;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+/* Reads availability_trace: client,start_s,end_s rows (see sim.h). */
+static int trace_load(const char *path, int num_clients, fed_avail *a) {
+    FILE *f = fopen(path, "r");
+    if (!f) return fed_error(FED_EIO, "availability_trace %s: %s", path, strerror(errno));
+    static const char *names[] = {"client", "start_s", "end_s"};
+    trace_row *rows = NULL;
+    size_t nrows = 0, cap = 0;
+    char buf[1024];
+    int line = 0, rc = 0;
+    while (!rc && fgets(buf, sizeof buf, f)) {
+        line++;
+        size_t len = strlen(buf);
+        if (len == sizeof buf - 1 && buf[len - 1] != '\n') {
+            rc = fed_error(FED_EFORMAT, "%s:%d: line longer than %zu bytes", path, line, sizeof buf - 2);
+            break;
+        }
+        char *p = buf;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p) continue;
+        if (!strncmp(p, "client", 6)) continue;   /* header */
+        double v[3];
+        static const double lo[3] = {0, 0, 0}, hi[3] = {1e9, 1e15, 1e15};
+        static const int open[3] = {0, 0, 1};
+        int ncol = 0;
+        while (*p && *p != '\n' && *p != '\r' && ncol < 3) {
+            if ((rc = field(path, line, ncol + 1, names[ncol], &p, lo[ncol], hi[ncol], open[ncol], &v[ncol]))) break;
+            ncol++;
+        }
+        if (rc) break;
+        if (*p && *p != '\n' && *p != '\r') {
+            rc = fed_error(FED_EFORMAT, "%s:%d: more than 3 columns (client,start_s,end_s)", path, line);
+            break;
+        }
+        if (ncol < 3) {
+            rc = fed_error(FED_EFORMAT, "%s:%d: %d column%s, need 3 (client,start_s,end_s)", path, line, ncol,
+                           ncol == 1 ? "" : "s");
+            break;
+        }
+        if (v[0] != floor(v[0]) || v[0] >= num_clients) {
+            rc = fed_error(FED_EINVAL, "%s:%d: column 1 (client): %g is not a client id in [0, %d)", path, line, v[0],
+                           num_clients);
+            break;
+        }
+        if (!(v[2] > v[1])) {
+            rc = fed_error(FED_EINVAL, "%s:%d: end_s %g is not after start_s %g", path, line, v[2], v[1]);
+            break;
+        }
+        if (nrows == cap) {
+            size_t nc = cap ? 2 * cap : 256;
+            trace_row *nr = realloc(rows, nc * sizeof *nr);
+            if (!nr) { rc = fed_error(FED_ENOMEM, "availability_trace %s: out of memory", path); break; }
+            rows = nr;
+            cap = nc;
+        }
+        rows[nrows++] = (trace_row){(int)v[0], v[1], v[2]};
+    }
+    if (!rc && ferror(f)) rc = fed_error(FED_EIO, "availability_trace %s: read error", path);
+    fclose(f);
+    if (!rc && nrows == 0) rc = fed_error(FED_EFORMAT, "%s: no intervals (rows client,start_s,end_s)", path);
+    if (!rc) {
+        a->off = calloc((size_t)num_clients + 1, sizeof *a->off);
+        a->iv = malloc(2 * nrows * sizeof *a->iv);
+        if (!a->off || !a->iv) rc = fed_error(FED_ENOMEM, "availability_trace %s: out of memory", path);
+    }
+    if (!rc) {
+        qsort(rows, nrows, sizeof *rows, cmp_row);
+        /* merge each client's overlapping or touching intervals */
+        size_t m = 0;
+        a->period = 0;
+        for (size_t i = 0; i < nrows; i++) {
+            trace_row *r = &rows[i];
+            if (r->end > a->period) a->period = r->end;
+            if (m > 0 && rows[i - 1].client == r->client && r->start <= a->iv[2 * (m - 1) + 1]) {
+                if (r->end > a->iv[2 * (m - 1) + 1]) a->iv[2 * (m - 1) + 1] = r->end;
+                continue;
+            }
+            a->iv[2 * m] = r->start;
+            a->iv[2 * m + 1] = r->end;
+            a->off[r->client + 1]++;
+            m++;
+        }
+        for (int c = 0; c < num_clients; c++) a->off[c + 1] += a->off[c];
+    }
+    free(rows);
+    return rc;
+}
+
+static int avail_new(fed_avail **out, const fed_config *cfg, int num_clients) {
+    *out = NULL;
+    const char *k = cfg->availability_model[0] ? cfg->availability_model : "periodic";
+    int kind = !strcmp(k, "always") ? AV_ALWAYS : !strcmp(k, "periodic") ? AV_PERIODIC
+             : !strcmp(k, "markov") ? AV_MARKOV : !strcmp(k, "trace") ? AV_TRACE : -1;
+    if (kind < 0)
+        return fed_error(FED_EINVAL, "key 'availability_model': '%s' is not always, periodic, markov or trace", k);
+    fed_avail *a = calloc(1, sizeof *a);
+    if (!a) return fed_error(FED_ENOMEM, "availability: out of memory");
+    a->kind = kind;
+    a->num_clients = num_clients;
+    a->seed = cfg->seed;
+    int rc = 0;
+    if (kind == AV_MARKOV) {
+        a->mean_on = cfg->availability_mean_on_s;
+        a->mean_off = cfg->availability_mean_off_s;
+        if (!(a->mean_on > 0) || !(a->mean_off > 0) || !isfinite(a->mean_on) || !isfinite(a->mean_off))
+            rc = fed_error(FED_EINVAL, "availability_model markov needs availability_mean_on_s and "
+                                       "availability_mean_off_s > 0 (got %g and %g)", a->mean_on, a->mean_off);
+        else if (!(a->chain = calloc((size_t)num_clients, sizeof *a->chain)))
+            rc = fed_error(FED_ENOMEM, "availability: out of memory");
+    } else if (kind == AV_TRACE) {
+        if (!cfg->availability_trace[0])
+            rc = fed_error(FED_EINVAL, "availability_model trace needs availability_trace (a CSV path)");
+        else
+            rc = trace_load(cfg->availability_trace, num_clients, a);
+    }
+    if (rc) { avail_free(a); return rc; }
+    *out = a;
+    return 0;
+}
+
 /* ---- the simulated system of a run ------------------------------------- */
 
 int fed_sysim_new(fed_sysim **out, const fed_config *cfg, fed_selector *sel, int num_clients, double model_bytes) {
@@ -202,6 +533,7 @@ int fed_sysim_new(fed_sysim **out, const fed_config *cfg, fed_selector *sel, int
     s->speeds = calloc((size_t)num_clients, sizeof *s->speeds);
     if (!s->dev || !s->speeds) { fed_sysim_free(s); return fed_error(FED_ENOMEM, "simulated system: out of memory"); }
     int rc = fed_device_profiles(cfg, num_clients, s->dev);
+    if (!rc) rc = avail_new(&s->avail, cfg, num_clients);
     if (rc) { fed_sysim_free(s); return rc; }
     for (int i = 0; i < num_clients; i++) s->speeds[i] = s->dev[i].speed;
     if (sel) {
@@ -217,6 +549,7 @@ int fed_sysim_new(fed_sysim **out, const fed_config *cfg, fed_selector *sel, int
 void fed_sysim_free(fed_sysim *s) {
     if (!s) return;
     free(s->dev); free(s->speeds); free(s->skip); free(s->time);
+    avail_free(s->avail);
     free(s);
 }
 
@@ -247,16 +580,18 @@ int fed_sysim_select(fed_sysim *s, fed_selector *sel, const fed_federation *fed,
     unsigned char *ok = malloc((size_t)N);
     if (!ok) return fed_error(FED_ENOMEM, "simulated system: out of memory");
     int n = 0;
-    for (int i = 0; i < N; i++) n += ok[i] = (unsigned char)fed_device_online(&s->dev[i], s->period, s->now);
+    for (int i = 0; i < N; i++) n += ok[i] = (unsigned char)fed_sysim_online(s, i, s->now);
     if (n == 0) {
         /* nobody online: the server waits for the first device to come on */
         double t = INFINITY;
         for (int i = 0; i < N; i++) {
-            double x = fed_device_next_online(&s->dev[i], s->period, s->now);
+            double x = fed_sysim_next_online(s, i, s->now);
             if (x < t) t = x;
         }
-        s->now = t;
-        for (int i = 0; i < N; i++) n += ok[i] = (unsigned char)fed_device_online(&s->dev[i], s->period, s->now);
+        if (isfinite(t)) {
+            s->now = t;
+            for (int i = 0; i < N; i++) n += ok[i] = (unsigned char)fed_sysim_online(s, i, s->now);
+        }
     }
     int want = fed_sysim_capacity(s, k);
     if (want > n) want = n;
