@@ -19,11 +19,11 @@ int cmd_certs(int argc, char **argv) {
     const arg_spec specs[] = {
         {"out", ARG_STRING, &out, "directory for the PEM files (required)", NO_RANGE, NULL},
         {"clients", ARG_INT, &clients, "client certificates to make (default 0)", 0, 100000, NULL},
-        {"host", ARG_STRING, &host, "extra DNS name for the server certificate (besides localhost, 127.0.0.1, ::1)", NO_RANGE, NULL},
+        {"host", ARG_STRING, &host, "extra names of the server (besides localhost, 127.0.0.1, ::1): DNS names or IP addresses, comma-separated", NO_RANGE, NULL},
         {"days", ARG_INT, &days, "validity in days (default 30)", 1, 3650, NULL},
         ARG_END,
     };
-    int rc = args_parse("certs", "--out DIR [--clients N] [--host NAME]", specs, argc, argv, 2, NULL, 0, NULL);
+    int rc = args_parse("certs", "--out DIR [--clients N] [--host NAME|IP[,...]]", specs, argc, argv, 2, NULL, 0, NULL);
     if (rc) return rc > 0 ? 0 : 2;
     if (!out) {
         fprintf(stderr, "federate certs: --out is required (the output directory)\n");

@@ -4,7 +4,8 @@
 # slows to 50 ms each way and makes drop 1% of packets each way (when the kernel
 # has netem; without it the hosts are still separate, only unimpaired). The
 # clients reach the coordinator over TLS by a host name (resolved through
-# /etc/netns/NAME/hosts), not loopback. The run must finish with the
+# /etc/netns/NAME/hosts), not loopback; client 2 and a curl by its IP address
+# (in the certificate as an IP SAN: federate certs --host NAME,IP). The run must finish with the
 # simulator's final_accuracy (deployment == simulation). Needs root, ip and tc;
 # skipped (77) otherwise. The namespaces are always removed.
 set -u
@@ -48,7 +49,7 @@ ip netns exec "$NS_C" ping -c 1 -W 5 fedserver > /dev/null 2>&1 || ip netns exec
   fail "the client namespace cannot resolve the coordinator"
 
 cd "$T"
-"$BIN" certs --out certs --host fedserver > /dev/null || fail "certs"
+"$BIN" certs --out certs --host fedserver,10.231.0.1 > /dev/null || fail "certs"
 for i in 0 1 2; do
   "$BIN" keygen --out k$i > /dev/null || fail "keygen"
   "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"
@@ -89,10 +90,16 @@ for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
 [ -s port ] || fail "the coordinator did not start"
 PORT=$(cat port)
 for i in 0 1 2; do
-  ip netns exec "$NS_C" "$BIN" client --server "https://fedserver:$PORT" --id $i --data parts/client_0000$i --key k$i \
+  host=fedserver; [ $i = 2 ] && host=10.231.0.1   # by address: the certificate's IP SAN
+  ip netns exec "$NS_C" "$BIN" client --server "https://$host:$PORT" --id $i --data parts/client_0000$i --key k$i \
     --ca certs/ca.pem --timeout 30 --quiet 2> client$i.log &
   CLIENT[$i]=$!
 done
+if command -v curl > /dev/null; then
+  ip netns exec "$NS_C" curl -sS -m 20 --cacert certs/ca.pem "https://10.231.0.1:$PORT/api/status" > status.out 2>&1 ||
+    fail "curl --cacert https://10.231.0.1:$PORT (IP SAN): $(cat status.out)"
+  echo "ok: https://10.231.0.1:$PORT verified by its IP address"
+fi
 # the coordinator is not reachable from this (the root) namespace: the hosts really are apart
 curl -s -m 2 --cacert certs/ca.pem "https://10.231.0.1:$PORT/api/status" > /dev/null 2>&1 && fail "the coordinator answered outside its namespace"
 ( for _ in $(seq 80); do sleep 1; done; kill -9 $SERVER "${CLIENT[@]}" ) > /dev/null 2>&1 &

@@ -98,7 +98,7 @@ static void test_upgrade(int from) {
 
     fed_store *rw;
     CHECK_OK(fed_store_open(&rw, path));
-    CHECK_EQ_INT(user_version(path), 4);
+    CHECK_EQ_INT(user_version(path), 5);
     unsigned char *m = pattern(5000, from);
     CHECK_OK(fed_store_save_round_model(rw, 1, 1, m, 5000));
     CHECK_OK(fed_store_load_round_model(rw, 1, 1, &buf, &len));
@@ -126,7 +126,7 @@ static void test_round_models(void) {
     snprintf(path, sizeof path, "%s/runs.db", dir);
     fed_store *s;
     CHECK_OK(fed_store_open(&s, path));
-    CHECK_EQ_INT(user_version(path), 4);
+    CHECK_EQ_INT(user_version(path), 5);
     int64_t a, b;
     CHECK_OK(fed_store_run_begin(s, "a", "seed: 1\n", &a));
     CHECK_OK(fed_store_run_begin(s, "b", "seed: 2\n", &b));

@@ -39,6 +39,16 @@ int fed_sign_verify(const uint8_t sig[FED_SIGN_BYTES], const void *msg, size_t l
                     const uint8_t pk[FED_SIGN_PUBLICKEYBYTES]);
 
 int fed_sha256(uint8_t out[FED_SHA256_BYTES], const void *msg, size_t len);
+/* SHA-256 over data that arrives in pieces (an upload hashed while it is
+ * received): init, update any number of times, then final (which also releases
+ * the context) or abort. A context is used by one thread at a time. */
+typedef struct fed_sha256_ctx {
+    void *h;
+} fed_sha256_ctx;
+int fed_sha256_init(fed_sha256_ctx *c);
+int fed_sha256_update(fed_sha256_ctx *c, const void *msg, size_t len);
+int fed_sha256_final(fed_sha256_ctx *c, uint8_t out[FED_SHA256_BYTES]);
+void fed_sha256_abort(fed_sha256_ctx *c);
 
 /* Lower-case hex of n bytes into hex (2n + 1 bytes, NUL-terminated). */
 void fed_hex_encode(char *hex, const void *bin, size_t n);

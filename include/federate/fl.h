@@ -262,6 +262,13 @@ struct fed_transport {
      * relays the clients' stage messages (src/net/secagg_relay.c). */
     int (*secure_mean)(fed_transport *t, int round, struct fed_result *results, int k, float *mean, size_t n,
                        fed_secure_agg_report *rep);
+    /* Optional (NULL: every client can be selected): called from the driver's
+     * thread before each round's selection. Sets eligible[i] (num_clients
+     * entries) for the clients that can take a task this round and *count to
+     * their number, and may fill in their sizes in fed. A networked coordinator
+     * lists the clients registered so far, so clients that join after the run
+     * started are selected from the next round on. */
+    int (*eligible)(fed_transport *t, int round, fed_federation *fed, unsigned char *eligible, int *count);
 };
 
 /* In-process: clients trained side by side on `threads` worker threads, each

@@ -11,7 +11,9 @@
 typedef struct fed_model fed_model;
 
 /* Append-only. */
-enum fed_dtype { FED_DTYPE_F32 = 0, FED_DTYPE_I64 = 1 };
+/* Append-only. U8 is not a model dtype: raw bytes in safetensors files, such as
+ * a compressed update's codec frame (docs/protocol.md). */
+enum fed_dtype { FED_DTYPE_F32 = 0, FED_DTYPE_I64 = 1, FED_DTYPE_U8 = 2 };
 enum fed_norm_kind { FED_NORM_BATCH = 0, FED_NORM_GROUP = 1 };
 
 typedef struct fed_tensor_info {

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "federate/compress.h"
 #include "federate/config.h"
 #include "federate/crypto.h"
 #include "federate/fl.h"
@@ -40,6 +41,10 @@ int fed_allowlist_count(fed_allowlist *a);
  * Returns its length, or a negative FED_E* code if buf is too small. */
 int fed_net_signed_text(char *buf, size_t size, const char *method, const char *path, int64_t run, int round,
                         int client, int64_t timestamp, const char *nonce_hex, const void *body, size_t body_len);
+/* The same with the body's SHA-256 already computed (the coordinator hashes an
+ * upload while it arrives). */
+int fed_net_signed_text_hashed(char *buf, size_t size, const char *method, const char *path, int64_t run, int round,
+                               int client, int64_t timestamp, const char *nonce_hex, const uint8_t body_sha256[FED_SHA256_BYTES]);
 
 /* ---- model and update bodies --------------------------------------------- */
 
@@ -55,6 +60,44 @@ int fed_net_pack(const fed_model *proto, const float *params, const float *buffe
  * parsed file for its metadata; close it with fed_st_close. */
 int fed_net_unpack(const fed_model *proto, const void *buf, size_t len, int want_control, float *params,
                    float *buffers, float *control, fed_st_file **f);
+
+/* A compressed update (docs/protocol.md, "Compressed updates"): the parameter
+ * tensors are replaced by one 1-D U8 tensor of this name holding the codec
+ * frame (include/federate/compress.h) of the flat update, parameters in the
+ * model's tensor order; buffers and control tensors stay F32 as above. */
+#define FED_NET_CODEC_TENSOR "federate.update"
+int fed_net_pack_coded(const fed_model *proto, const uint8_t *frame, size_t frame_len, const float *buffers,
+                       const float *control, const char *const *meta, int nmeta, void **buf, size_t *len);
+/* An upload either way: with FED_NET_CODEC_TENSOR (*coded = 1) the frame is
+ * decoded with codec (NULL: refused, the run has no compression; otherwise the
+ * frame's stages must be codec's) into params, and the decoded values must be
+ * finite; without it, as fed_net_unpack. A bad frame is FED_EFORMAT naming
+ * what is wrong; tensor errors FED_ESHAPE; non-finite values FED_ERANGE.
+ * The body is read in place (checked as fed_st_parse checks it, never copied
+ * but into params/buffers/control); *f, when asked for, holds the body's
+ * metadata only (fed_st_metadata; NULL when it has none). */
+int fed_net_unpack_update(const fed_model *proto, const fed_codec *codec, const void *buf, size_t len, int want_control,
+                          float *params, float *buffers, float *control, fed_st_file **f, int *coded);
+
+/* A compressed download (docs/protocol.md, "Compressed downloads"): with
+ * download_compression the global model's parameters travel as the frame of
+ * fed_codec_encode_model (full, or a delta against the copy the client holds)
+ * in one 1-D U8 tensor of this name; buffers and control tensors stay F32.
+ * A client asks for it with the request header FED_NET_MODEL_BASE_HEADER:
+ * "none", or the SHA-256 (64 hex digits) of the n float32 values (little-endian
+ * bytes) of the copy it holds. */
+#define FED_NET_MODEL_TENSOR "federate.model"
+#define FED_NET_MODEL_BASE_HEADER "X-Federate-Model-Base"
+int fed_net_pack_model_coded(const fed_model *proto, const uint8_t *frame, size_t frame_len, const float *buffers,
+                             const float *control, const char *const *meta, int nmeta, void **buf, size_t *len);
+/* A model body either way: with FED_NET_MODEL_TENSOR (*coded = 1) the frame is
+ * decoded with codec (NULL: refused; its stages must be codec's) into params;
+ * a delta frame needs base (the client's copy) and base_hex (its hash), which
+ * must equal the body's metadata base_sha256 (FED_ESTATE otherwise); without
+ * the tensor, as fed_net_unpack. */
+int fed_net_unpack_model(const fed_model *proto, const fed_codec *codec, const void *buf, size_t len, int want_control,
+                         const float *base, const char *base_hex, float *params, float *buffers, float *control,
+                         fed_st_file **f, int *coded);
 
 /* zstd frames; decompression refuses more than max_out bytes. */
 int fed_net_zstd_compress(const void *in, size_t len, void **out, size_t *out_len);
@@ -89,6 +132,7 @@ typedef struct fed_server_opts {
     int long_poll;             /* long_poll: seconds a task request is held open (20) */
     int autostart;             /* autostart: start training once all clients registered (true) */
     int insecure_plaintext;    /* only from the command line; loopback only */
+    int min_registered;        /* min_registered: clients registered before round 1 (0 = all num_clients) */
 } fed_server_opts;
 
 void fed_server_opts_default(fed_server_opts *so);
@@ -135,7 +179,8 @@ int fed_client_daemon_run(const fed_client_opts *o, volatile int *stop);
 /* ---- certificates ---------------------------------------------------------- */
 
 /* A CA, a server certificate for localhost/127.0.0.1/::1 (plus extra_host if
- * not NULL) and nclients client certificates, as PEM files in dir: ca.pem,
+ * not NULL: comma-separated DNS names and IPv4/IPv6 addresses, an address
+ * going in as an IP address SAN) and nclients client certificates, as PEM files in dir: ca.pem,
  * ca-key.pem, server.pem, server-key.pem, client-N.pem, client-N-key.pem. */
 int fed_certs_make(const char *dir, int nclients, const char *extra_host, int days);
 

@@ -9,7 +9,7 @@
 
 typedef struct fed_st_tensor {
     char name[128];
-    int dtype;            /* FED_DTYPE_F32 or FED_DTYPE_I64 */
+    int dtype;            /* FED_DTYPE_F32, FED_DTYPE_I64 or FED_DTYPE_U8 */
     int ndim;
     int64_t shape[8];
     size_t numel;

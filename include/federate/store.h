@@ -88,4 +88,12 @@ int fed_store_list_runs(fed_store *s, fed_run_info **runs, int *n);
 int fed_store_get_rounds(fed_store *s, int64_t run_id, fed_round_metrics **rounds, int *n);
 int fed_store_get_clients(fed_store *s, int64_t run_id, int round, fed_client_metrics **clients, int *n);
 
+/* Replay protection of a networked coordinator that survives a restart (schema
+ * v5): records that `client` signed a request with this nonce (1..64 bytes),
+ * stamped ts (Unix seconds). *seen = 1, and nothing changes, if it was recorded
+ * before. Atomic: of two concurrent calls with one nonce, one sees the other. */
+int fed_store_nonce_record(fed_store *s, int client, const void *nonce, size_t len, int64_t ts, int *seen);
+/* Forgets nonces stamped before `before` (requests that old are refused by their timestamp). */
+int fed_store_nonce_forget(fed_store *s, int64_t before);
+
 #endif

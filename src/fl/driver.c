@@ -161,6 +161,7 @@ typedef struct run_state {
     fed_secure_agg *secagg;
     float *sa_mean;                /* secure aggregation: the weighted mean the server learns */
     fed_sysim *sim;                /* simulated devices and the virtual clock */
+    unsigned char *eligible;       /* clients the transport can reach this round (tr->eligible) */
 } run_state;
 
 static void run_state_free(run_state *s) {
@@ -182,7 +183,7 @@ static void run_state_free(run_state *s) {
     fed_pool_free(s->eval_pool);
     fed_federation_free(&s->fed);
     free(s->global); free(s->gbuf); free(s->clients); free(s->eval_flags); free(s->eval_ids);
-    free(s->tasks); free(s->results); free(s->cres); free(s->evals); free(s->cm);
+    free(s->tasks); free(s->results); free(s->cres); free(s->evals); free(s->cm); free(s->eligible);
 }
 
 static int evaluate_global(run_state *s, double *loss, double *acc, int64_t *confusion) {
@@ -367,7 +368,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         snprintf(sub, sizeof sub, "%s/run_%lld_%llu", dir, (long long)run_id, (unsigned long long)cfg->seed);
         if ((rc = fed_client_state_open(&S.cstate, sub, S.n, cfg->checkpoint_every + 1))) goto done;
     }
-    if (cfg->download_compression[0]) {
+    if (cfg->download_compression[0] && !(opts && opts->transport)) {
         /* each client's last decoded copy of the global model, for delta frames */
         char dir[700];
         if (cfg->state_dir[0]) snprintf(dir, sizeof dir, "%s", cfg->state_dir);
@@ -404,6 +405,10 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         if ((rc = fed_transport_inproc(&S.own_transport, &S.env, S.model, threads))) goto done;
         tr = S.own_transport;
     }
+    if (tr->eligible && !(S.eligible = malloc((size_t)S.fed.num_clients))) {
+        rc = fed_error(FED_ENOMEM, "run: out of memory");
+        goto done;
+    }
 
     /* Every global evaluation fills the confusion matrix, so the last one is the
      * final model's and the test set is not read again after the loop. */
@@ -414,8 +419,15 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     for (int round = start_round; round <= cfg->num_rounds; round++) {
         double t0 = now_s();
         int K = Kcap;
+        /* a networked coordinator selects among the clients registered so far
+         * (all registered: the same selection as in simulation) */
+        int nel = S.fed.num_clients;
+        if (tr->eligible && (rc = tr->eligible(tr, round, &S.fed, S.eligible, &nel))) goto done;
         if (dpfedavg) rc = fed_privacy_select(S.priv, cfg->seed, round, S.clients, &K);
-        else rc = fed_sysim_select(S.sim, &S.sel, &S.fed, cfg->seed, round, Ktarget, S.clients, &K);
+        else if (nel < S.fed.num_clients && !S.sim->enabled) {
+            K = Ktarget < nel ? Ktarget : nel;
+            rc = K > 0 ? fed_select_clients_among(&S.sel, &S.fed, cfg->seed, round, K, S.eligible, S.clients) : 0;
+        } else rc = fed_sysim_select(S.sim, &S.sel, &S.fed, cfg->seed, round, Ktarget, S.clients, &K);
         if (rc) goto done;
         fed_client_ins defaults = {0};
         defaults.local_epochs = cfg->local_epochs;

@@ -1,6 +1,8 @@
 /* Certificates for a test federation with the GnuTLS x509 API: a self-signed
  * CA, a server certificate for the loopback names, and one client certificate
  * per client, all ECDSA P-256. For a real deployment, use your own PKI. */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
@@ -53,6 +55,47 @@ out:
     return rc;
 }
 
+/* One more name of the server: an IPv4 or IPv6 address (optionally in [ ])
+ * becomes an IP address SAN (the 4 or 16 bytes, RFC 5280 4.2.1.6: clients
+ * connecting to https://10.0.0.2:PORT check the address against these, never
+ * against DNS names), anything else a DNS name SAN. */
+static int host_kind(const char *h, unsigned char ip[16], unsigned *iplen) {
+    char tmp[300];
+    size_t l = strlen(h);
+    if (l == 0 || l >= sizeof tmp) return fed_error(FED_EINVAL, "certs: --host '%.60s' is empty or too long", h);
+    if (inet_pton(AF_INET, h, ip) == 1) { *iplen = 4; return 1; }
+    if (h[0] == '[' && h[l - 1] == ']') { memcpy(tmp, h + 1, l - 2); tmp[l - 2] = '\0'; }
+    else snprintf(tmp, sizeof tmp, "%s", h);
+    if (inet_pton(AF_INET6, tmp, ip) == 1) { *iplen = 16; return 1; }
+    for (size_t i = 0; i < l; i++)
+        if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.' && !(i == 0 && h[i] == '*'))
+            return fed_error(FED_EINVAL, "certs: --host '%.60s' is neither an IP address nor a DNS name (character '%c')", h, h[i]);
+    return 0;
+}
+
+/* Adds every comma-separated name of hosts as a SAN. */
+static int add_hosts(gnutls_x509_crt_t crt, const char *hosts) {
+    int rc = 0;
+    const char *p = hosts;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        char h[300];
+        if (l >= sizeof h) return fed_error(FED_EINVAL, "certs: --host name too long");
+        memcpy(h, p, l);
+        h[l] = '\0';
+        unsigned char ip[16];
+        unsigned iplen = 0;
+        int k = host_kind(h, ip, &iplen);
+        if (k < 0) return k;
+        if (k == 1) G(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip, iplen, GNUTLS_FSAN_APPEND));
+        else G(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, h, (unsigned)l, GNUTLS_FSAN_APPEND));
+        p = e ? e + 1 : NULL;
+    }
+out:
+    return rc;
+}
+
 static int make_cert(gnutls_x509_crt_t *crt, gnutls_x509_privkey_t *key, const char *cn, int is_ca, int is_server,
                      const char *extra_host, gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key, int days,
                      unsigned serial) {
@@ -93,9 +136,7 @@ static int make_cert(gnutls_x509_crt_t *crt, gnutls_x509_privkey_t *key, const c
         v6[15] = 1;
         G(gnutls_x509_crt_set_subject_alt_name(*crt, GNUTLS_SAN_IPADDRESS, v4, 4, GNUTLS_FSAN_APPEND));
         G(gnutls_x509_crt_set_subject_alt_name(*crt, GNUTLS_SAN_IPADDRESS, v6, 16, GNUTLS_FSAN_APPEND));
-        if (extra_host && *extra_host)
-            G(gnutls_x509_crt_set_subject_alt_name(*crt, GNUTLS_SAN_DNSNAME, extra_host, (unsigned)strlen(extra_host),
-                                                   GNUTLS_FSAN_APPEND));
+        if (extra_host && *extra_host && (rc = add_hosts(*crt, extra_host))) goto out;
     }
     unsigned char akid[64];
     size_t akidlen = sizeof akid;
@@ -114,6 +155,23 @@ out:
 int fed_certs_make(const char *dir, int nclients, const char *extra_host, int days) {
     if (!dir || nclients < 0 || nclients > 100000 || days < 1)
         return fed_error(FED_EINVAL, "certs: need a directory, 0..100000 clients and at least 1 day");
+    if (extra_host) {
+        /* checked before anything is written */
+        for (const char *p = extra_host; *p;) {
+            const char *e = strchr(p, ',');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            char h[300];
+            unsigned char ip[16];
+            unsigned iplen;
+            if (l == 0 || l >= sizeof h) return fed_error(FED_EINVAL, "certs: --host '%.60s': an empty or too long name", extra_host);
+            memcpy(h, p, l);
+            h[l] = '\0';
+            int k = host_kind(h, ip, &iplen);
+            if (k < 0) return k;
+            if (!e) break;
+            p = e + 1;
+        }
+    }
     if (mkdir(dir, 0755) && errno != EEXIST) return fed_error(FED_EIO, "certs: cannot create %s: %s", dir, strerror(errno));
     gnutls_global_init();
     gnutls_x509_crt_t ca = NULL, crt = NULL;

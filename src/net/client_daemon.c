@@ -43,6 +43,18 @@ typedef struct daemon_s {
     int have_pipe;
     fed_client_state *state;
     int64_t state_run;
+    /* compressed uploads: the run's codec, and error feedback's residual kept
+     * on this client's disk (never sent) */
+    fed_codec *codec;
+    fed_client_state *resid;
+    int64_t resid_run;
+    /* download_compression: the codec, and the last copy of the global model
+     * this client decoded (the base of the next delta frame), on its disk */
+    fed_codec *down_codec;
+    fed_client_state *down;
+    char down_dir[1300];
+    int64_t down_run;
+    char extra_hdr[200];      /* one more request header for the next request, or "" */
     fed_model *model;
     size_t n, nb;
     float *global, *gbuf, *control, *delta, *delta_c, *bufs;
@@ -93,7 +105,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud) {
 static int request(daemon_s *d, const char *method, const char *path, int64_t run, int round, const void *body,
                    size_t len, const char *encoding, double timeout_s, buf *out, hdrs *oh) {
     uint8_t nonce[16], sig[FED_SIGN_BYTES];
-    char nonce_hex[33], sig_hex[2 * FED_SIGN_BYTES + 1], text[1024], h[8][200];
+    char nonce_hex[33], sig_hex[2 * FED_SIGN_BYTES + 1], text[1024], h[10][200];
     fed_crypto_random(nonce, sizeof nonce);
     fed_hex_encode(nonce_hex, nonce, sizeof nonce);
     int64_t ts = (int64_t)time(NULL);
@@ -110,6 +122,7 @@ static int request(daemon_s *d, const char *method, const char *path, int64_t ru
     snprintf(h[nh++], sizeof h[0], "X-Federate-Round: %d", round);
     if (encoding) snprintf(h[nh++], sizeof h[0], "Content-Encoding: %s", encoding);
     snprintf(h[nh++], sizeof h[0], "Accept-Encoding: zstd");
+    if (d->extra_hdr[0]) snprintf(h[nh++], sizeof h[0], "%s", d->extra_hdr);
     struct curl_slist *sl = NULL;
     for (int i = 0; i < nh; i++) sl = curl_slist_append(sl, h[i]);
     sl = curl_slist_append(sl, "Expect:");
@@ -249,6 +262,14 @@ static int normalization(const char *name, int c, float *mean, float *std) {
 static void teardown(daemon_s *d) {
     fed_client_state_close(d->state);
     d->state = NULL;
+    fed_client_state_close(d->resid);
+    d->resid = NULL;
+    fed_codec_free(d->codec);
+    d->codec = NULL;
+    fed_client_state_close(d->down);
+    d->down = NULL;
+    fed_codec_free(d->down_codec);
+    d->down_codec = NULL;
     if (d->have_pipe) fed_pipeline_free(&d->pipe);
     d->have_pipe = 0;
     fed_model_free(d->model);
@@ -320,8 +341,19 @@ static int setup(daemon_s *d, const char *yaml) {
     if ((rc = fed_model_create(&d->model, cfg->model, &mo))) return rc;
     d->n = fed_model_num_params(d->model);
     d->nb = fed_model_num_buffers(d->model);
-    if ((rc = fed_pipeline_build(cfg, &d->pipe))) return rc;
-    d->have_pipe = 1;
+    if (cfg->compression[0] && !cfg->sa_enabled) {
+        /* the update leaves as the codec's frame (encoded in do_fit, decoded by
+         * the coordinator), so the pipeline here stops before the compress stage */
+        fed_config plain = *cfg;
+        plain.compression[0] = '\0';
+        if ((rc = fed_pipeline_build(&plain, &d->pipe))) return rc;
+        d->have_pipe = 1;
+        if ((rc = fed_codec_new(&d->codec, cfg->compression))) return rc;
+    } else {
+        if ((rc = fed_pipeline_build(cfg, &d->pipe))) return rc;
+        d->have_pipe = 1;
+    }
+    if (cfg->download_compression[0] && (rc = fed_codec_new(&d->down_codec, cfg->download_compression))) return rc;
     d->global = malloc(d->n * sizeof(float));
     d->control = malloc(d->n * sizeof(float));
     d->delta = malloc(d->n * sizeof(float));
@@ -344,6 +376,59 @@ static int open_state(daemon_s *d, int64_t run) {
     snprintf(sub, sizeof sub, "%s/run_%" PRId64, dir, run);
     int rc = fed_client_state_open(&d->state, sub, d->n, d->cfg.checkpoint_every + 1);
     if (!rc) d->state_run = run;
+    return rc;
+}
+
+/* Error feedback's residual, per run, next to SCAFFOLD's state. */
+static int open_resid(daemon_s *d, int64_t run) {
+    if (d->resid && d->resid_run == run) return 0;
+    fed_client_state_close(d->resid);
+    d->resid = NULL;
+    char dir[1200], sub[1300];
+    if (d->o->state_dir) snprintf(dir, sizeof dir, "%s", d->o->state_dir);
+    else snprintf(dir, sizeof dir, "%s/.federate-state", d->o->data_dir);
+    if (mkdir(dir, 0700) && errno != EEXIST) return fed_error(FED_EIO, "cannot create state directory %s: %s", dir, strerror(errno));
+    snprintf(sub, sizeof sub, "%s/run_%" PRId64 "_residual", dir, run);
+    int rc = fed_client_state_open(&d->resid, sub, d->n, d->cfg.checkpoint_every + 1);
+    if (!rc) d->resid_run = run;
+    return rc;
+}
+
+/* The last decoded copy of the global model, per run, next to the residual. */
+static int open_down(daemon_s *d, int64_t run) {
+    if (d->down && d->down_run == run) return 0;
+    fed_client_state_close(d->down);
+    d->down = NULL;
+    char dir[1200], sub[1300];
+    if (d->o->state_dir) snprintf(dir, sizeof dir, "%s", d->o->state_dir);
+    else snprintf(dir, sizeof dir, "%s/.federate-state", d->o->data_dir);
+    if (mkdir(dir, 0700) && errno != EEXIST) return fed_error(FED_EIO, "cannot create state directory %s: %s", dir, strerror(errno));
+    snprintf(sub, sizeof sub, "%s/run_%" PRId64 "_download", dir, run);
+    int rc = fed_client_state_open(&d->down, sub, d->n, d->cfg.checkpoint_every + 1);
+    if (!rc) d->down_run = run;
+    snprintf(d->down_dir, sizeof d->down_dir, "%s", sub);
+    return rc;
+}
+
+/* The update as the run's codec frame, exactly as the simulator's compress
+ * stage encodes it (same stream address, same residual), so the coordinator
+ * decodes the values the simulation would aggregate. */
+static int encode_update(daemon_s *d, int64_t run, int round, const float *delta, uint8_t **frame, size_t *flen) {
+    float *res = NULL;
+    int rc = 0;
+    if (d->cfg.compression_error_feedback) {
+        if ((rc = open_resid(d, run))) return rc;
+        if (!(res = malloc(d->n * sizeof(float)))) return fed_error(FED_ENOMEM, "out of memory");
+        if ((rc = fed_client_state_get(d->resid, d->o->id, round, res))) goto out;
+    }
+    fed_codec_ctx cc = {d->cfg.seed, (uint64_t)round, (uint64_t)d->o->id};
+    if ((rc = fed_codec_encode(d->codec, &cc, delta, d->n, res, frame, flen))) goto out;
+    if (res && (rc = fed_client_state_put(d->resid, d->o->id, round, res))) {
+        free(*frame);
+        *frame = NULL;
+    }
+out:
+    free(res);
     return rc;
 }
 
@@ -379,16 +464,50 @@ static int do_register(daemon_s *d, buf *b, hdrs *h) {
     return rc;
 }
 
-static int fetch_model(daemon_s *d, int64_t run, int round, int want_control, buf *b, hdrs *h) {
+/* GET /v1/model. For a fit task with download_compression the client names the
+ * copy it holds (its last decoded model before this round, as the simulator's
+ * client looks it up, or "none") and gets a codec frame: a delta against that
+ * copy, or the full model when the coordinator's reference differs (a client
+ * that lost its state). What the frame decodes to becomes its copy for round. */
+static int fetch_model(daemon_s *d, int64_t run, int round, int want_control, int fit, buf *b, hdrs *h) {
+    int rc = 0, found = 0;
+    float *base = NULL;
+    char hex[2 * FED_SHA256_BYTES + 1] = "";
+    if (fit && d->down_codec) {
+        uint8_t hash[FED_SHA256_BYTES];
+        if ((rc = open_down(d, run))) return rc;
+        if (!(base = malloc(d->n * sizeof(float)))) return fed_error(FED_ENOMEM, "out of memory");
+        if (fed_client_state_find(d->down, d->o->id, round, base, &found)) {
+            say(d, "round %d: %s; asking for the full model", round, fed_last_error());
+            found = 0;
+        }
+        if (found && (rc = fed_sha256(hash, base, d->n * sizeof(float)))) goto out;
+        if (found) fed_hex_encode(hex, hash, sizeof hash);
+        snprintf(d->extra_hdr, sizeof d->extra_hdr, "%s: %s", FED_NET_MODEL_BASE_HEADER, found ? hex : "none");
+    }
     int st = call(d, "GET", "/v1/model", run, round, NULL, 0, NULL, d->o->timeout_s, b, h);
-    if (st < 0) return st;
-    if (st != 200) return fed_error(FED_ESTATE, "model for round %d refused (HTTP %d): %s", round, st, err_text(b));
+    d->extra_hdr[0] = '\0';
+    if (st < 0) { rc = st; goto out; }
+    if (st != 200) { rc = fed_error(FED_ESTATE, "model for round %d refused (HTTP %d): %s", round, st, err_text(b)); goto out; }
     void *plain = NULL;
     size_t plen = b->len;
-    int rc = 0;
-    if (h->zstd && (rc = fed_net_zstd_decompress(b->p, b->len, (size_t)1 << 34, &plain, &plen))) return rc;
-    rc = fed_net_unpack(d->model, plain ? plain : b->p, plen, want_control, d->global, d->gbuf, d->control, NULL);
+    if (h->zstd && (rc = fed_net_zstd_decompress(b->p, b->len, (size_t)1 << 34, &plain, &plen))) goto out;
+    int coded = 0;
+    rc = fed_net_unpack_model(d->model, d->down_codec, plain ? plain : b->p, plen, want_control, found ? base : NULL,
+                              found ? hex : NULL, d->global, d->gbuf, d->control, NULL, &coded);
     free(plain);
+    if (!rc && coded && fit && fed_client_state_put(d->down, d->o->id, round, d->global)) {
+        /* a damaged file (killed while writing it): start it again; the next
+         * download then names no copy and gets the full model */
+        char path[1400];
+        snprintf(path, sizeof path, "%s/client_%06d.state", d->down_dir, d->o->id);   /* fed_client_state's file */
+        say(d, "round %d: %s; starting the model copy again", round, fed_last_error());
+        unlink(path);
+        rc = fed_client_state_put(d->down, d->o->id, round, d->global);
+    }
+out:
+    d->extra_hdr[0] = '\0';
+    free(base);
     return rc;
 }
 
@@ -427,7 +546,7 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     task.ins.secure_noise = json_is_true(json_object_get(t, "secure_noise"));
     if (task.ins.local_epochs < 1 || task.ins.batch_size < 1 || !(task.ins.lr > 0))
         return fed_error(FED_EFORMAT, "task for round %d has bad local_epochs/batch_size/lr", round);
-    int rc = fetch_model(d, run, round, task.ins.scaffold, b, h);
+    int rc = fetch_model(d, run, round, task.ins.scaffold, 1, b, h);
     if (rc) return rc;
     if (task.ins.scaffold && (rc = open_state(d, run))) return rc;
     fed_client_env env = {0};
@@ -464,10 +583,19 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     snprintf(rs, sizeof rs, "%d", round);
     snprintf(cs, sizeof cs, "%d", d->o->id);
     const char *meta[] = {"num_examples", ne, "steps", steps, "lr", lr, "loss_before", lb, "train_loss", tl,
-                          "train_accuracy", ta, "update_norm", un, "round", rs, "client", cs};
+                          "train_accuracy", ta, "update_norm", un, "round", rs, "client", cs,
+                          "compression", d->codec ? fed_codec_spec(d->codec) : ""};
     void *body = NULL, *z = NULL;
     size_t len = 0, zlen = 0;
-    rc = fed_net_pack(d->model, secure ? zeros : res.delta, res.buffers, res.delta_c, meta, 9, &body, &len);
+    if (d->codec && !secure) {
+        uint8_t *frame = NULL;
+        size_t flen = 0;
+        rc = encode_update(d, run, round, res.delta, &frame, &flen);
+        if (!rc) rc = fed_net_pack_coded(d->model, frame, flen, res.buffers, res.delta_c, meta, 10, &body, &len);
+        free(frame);
+    } else {
+        rc = fed_net_pack(d->model, secure ? zeros : res.delta, res.buffers, res.delta_c, meta, 9, &body, &len);
+    }
     free(zeros);
     if (rc) return rc;
     if ((d->o->compress || secure) && fed_net_zstd_compress(body, len, &z, &zlen) == 0) {
@@ -495,7 +623,7 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
 }
 
 static int do_evaluate(daemon_s *d, int64_t run, int round, buf *b, hdrs *h) {
-    int rc = fetch_model(d, run, round, 0, b, h);
+    int rc = fetch_model(d, run, round, 0, 0, b, h);
     if (rc) return rc;
     fed_client_env env = {0};
     env.cfg = &d->cfg;

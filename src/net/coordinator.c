@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "federate/error.h"
@@ -32,18 +34,18 @@
 enum { PH_WAITING = 0, PH_RUNNING, PH_FINISHED, PH_FAILED, PH_STOPPED };
 static const char *const phase_names[] = {"waiting", "running", "finished", "failed", "stopped"};
 enum { K_NONE = 0, K_FIT = 1, K_EVAL = 2 };
-enum { SL_OPEN = 0, SL_DONE = 1, SL_CLOSED = 2 };
+enum { SL_OPEN = 0, SL_DONE = 1, SL_CLOSED = 2, SL_CHECKING = 3 };
 
 /* Rejection reasons, the label values of federate_requests_rejected_total. */
 enum {
     R_UNSIGNED, R_BAD_SIGNATURE, R_UNKNOWN_CLIENT, R_REPLAY, R_STALE_TIMESTAMP, R_LATE, R_TOO_LARGE,
     R_MALFORMED_JSON, R_MALFORMED_BODY, R_BAD_TENSOR, R_NON_FINITE, R_NORM, R_WRONG_RUN, R_NOT_REGISTERED,
-    R_NO_TASK, R_UNAUTHORIZED, R_NOT_FOUND, R_CLIENT_CERT, R_SECAGG, R_NREASONS
+    R_NO_TASK, R_UNAUTHORIZED, R_NOT_FOUND, R_CLIENT_CERT, R_SECAGG, R_INTERNAL, R_NREASONS
 };
 static const char *const reason_names[R_NREASONS] = {
     "unsigned", "bad_signature", "unknown_client", "replay", "stale_timestamp", "late", "too_large",
     "malformed_json", "malformed_body", "bad_tensor", "non_finite", "norm", "wrong_run", "not_registered",
-    "no_task", "unauthorized", "not_found", "client_certificate", "secagg"};
+    "no_task", "unauthorized", "not_found", "client_certificate", "secagg", "internal"};
 
 typedef struct client_rec {
     int registered;
@@ -58,6 +60,32 @@ typedef struct client_rec {
     int64_t accepted, rejected;
 } client_rec;
 
+/* The global model of an open fit phase, kept for download compression: each
+ * client's frame is encoded from it on that client's request, so it outlives
+ * the phase while a download is being encoded (refs counted under co->mu). */
+typedef struct model_snap {
+    int refs;
+    int round;
+    float *p, *b, *c;     /* parameters, buffers (or NULL), SCAFFOLD's control (or NULL) */
+} model_snap;
+
+#define DOWN_LOCKS 32
+
+/* Receive buffers of large bodies (uploads of megabytes) are kept and reused:
+ * a fresh multi-megabyte malloc is a fresh mapping, and every upload then paid
+ * a page fault and the kernel's zeroing per 4 KiB page (12% of a 100-client
+ * cnn round). At most RX_POOL_MAX buffers and RX_POOL_BYTES are kept. */
+#define RX_POOL_MIN ((size_t)256 * 1024)
+#define RX_POOL_MAX 128
+#define RX_POOL_BYTES ((size_t)1 << 30)
+typedef struct rx_pool {
+    pthread_mutex_t mu;
+    char *buf[RX_POOL_MAX];
+    size_t cap[RX_POOL_MAX];
+    int n;
+    size_t bytes;
+} rx_pool;
+
 typedef struct round_rec {
     fed_round_metrics m;
     fed_client_metrics *cm;
@@ -71,6 +99,11 @@ struct fed_coordinator {
     int port;
     char *cert_pem, *key_pem, *client_ca_pem;
     fed_store *store;
+    /* a second connection to the store for the nonces of POST requests (HTTP
+     * threads), so they never land inside the driver's transactions */
+    fed_store *nonce_store;
+    pthread_mutex_t nonce_mu;
+    int64_t nonces_pruned;    /* Unix time of the last pruning */
     fed_allowlist *allow;
     char token[256];
     int has_token;
@@ -79,6 +112,8 @@ struct fed_coordinator {
     pthread_cond_t cv;
     pthread_cond_t done_cv;   /* only the collector waits for uploads: no wake-up of every long poll per upload */
     int nclients, nregistered, num_classes;
+    int min_registered;       /* registrations that start round 1 (server.min_registered; all by default) */
+    double wmax;              /* largest train_n among the clients eligible this round (secure aggregation's bound) */
     client_rec *clients;
     int32_t *labels;          /* nclients x num_classes */
     int phase, started;
@@ -93,8 +128,11 @@ struct fed_coordinator {
     /* one response per body, queued on every download (MHD counts its users);
      * it owns the body and frees it after the last download of the phase */
     struct MHD_Response *body_resp, *body_z_resp;
+    int body_z_busy;          /* a download thread is compressing body (without mu); the phase waits for it */
     /* the open phase */
-    int kind, round, k, need, ndone, open;
+    int kind, round, k, need, ndone, open, nopen;
+    int checking;             /* uploads being checked outside mu: the phase waits for them before it closes */
+    int closing;              /* the phase is closing: no new upload is taken in */
     double deadline, phase_start;
     const fed_task *tasks;
     int *slot_state;
@@ -110,7 +148,68 @@ struct fed_coordinator {
     double dur_sum, dur_last;
     double final_accuracy;
     fed_secagg_relay *relay;  /* secure aggregation over the network (NULL when off) */
+    fed_codec *codec;         /* the run's `compression`: uploads may be its codec frames (NULL when off) */
+    /* download_compression: the codec, each client's reference copy (what it
+     * decoded from its last frame) on disk as the simulator keeps its clients'
+     * copies, a lock per group of clients for those files, and the open fit
+     * phase's model */
+    fed_codec *down_codec;
+    fed_client_state *down_state;
+    char down_dir[800];
+    int64_t down_run;
+    pthread_mutex_t down_mu[DOWN_LOCKS];
+    model_snap *snap;
+    rx_pool rx;
 };
+
+/* A buffer of at least need bytes (*cap set), from the pool when one fits. */
+static char *rx_take(fed_coordinator *co, size_t need, size_t *cap) {
+    rx_pool *p = &co->rx;
+    pthread_mutex_lock(&p->mu);
+    int best = -1;
+    for (int i = 0; i < p->n; i++)
+        if (p->cap[i] >= need && (best < 0 || p->cap[i] < p->cap[best])) best = i;
+    if (best >= 0) {
+        char *b = p->buf[best];
+        *cap = p->cap[best];
+        p->bytes -= p->cap[best];
+        p->n--;
+        p->buf[best] = p->buf[p->n];
+        p->cap[best] = p->cap[p->n];
+        pthread_mutex_unlock(&p->mu);
+        return b;
+    }
+    pthread_mutex_unlock(&p->mu);
+    char *b = malloc(need);
+    *cap = b ? need : 0;
+    return b;
+}
+
+static void rx_give(fed_coordinator *co, char *b, size_t cap) {
+    if (!b) return;
+    rx_pool *p = &co->rx;
+    pthread_mutex_lock(&p->mu);
+    if (cap >= RX_POOL_MIN && p->n < RX_POOL_MAX && p->bytes + cap <= RX_POOL_BYTES) {
+        p->buf[p->n] = b;
+        p->cap[p->n++] = cap;
+        p->bytes += cap;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(b);
+}
+
+static void snap_release(fed_coordinator *co, model_snap *s) {
+    if (!s) return;
+    pthread_mutex_lock(&co->mu);
+    int left = --s->refs;
+    pthread_mutex_unlock(&co->mu);
+    if (left) return;
+    free(s->p);
+    free(s->b);
+    free(s->c);
+    free(s);
+}
 
 static double now_s(void) {
     struct timespec t;
@@ -141,6 +240,12 @@ typedef struct conn {
     char *body;
     size_t len, cap;
     int too_big;
+    /* the body's SHA-256, computed as it arrives (the signature covers it), so
+     * it is hashed while its bytes are still in cache, not in another pass */
+    fed_sha256_ctx sha;
+    int hashing, hashed;
+    uint8_t hash[FED_SHA256_BYTES];
+    int pooled;               /* body is a receive buffer of co->rx */
 } conn;
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, fed_coordinator *co, unsigned status, const char *ctype,
@@ -250,8 +355,10 @@ static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const cha
         return 1;
     }
     char text[1024];
-    int tl = fed_net_signed_text(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2], cn ? cn->body : NULL,
-                                 cn ? cn->len : 0);
+    int tl = cn && cn->hashed
+                 ? fed_net_signed_text_hashed(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2], cn->hash)
+                 : fed_net_signed_text(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2],
+                                       cn ? cn->body : NULL, cn ? cn->len : 0);
     if (tl < 0 || fed_sign_verify(sig, text, (size_t)tl, pk)) {
         *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "bad signature for client %d", (int)id);
         return 1;
@@ -273,6 +380,24 @@ static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const cha
         cr->last_seen = now_s();
     }
     pthread_mutex_unlock(&co->mu);
+    if (!seen && strcmp(method, "POST") == 0 && co->nonce_store) {
+        /* requests that change something: their nonces are kept in the store for
+         * the timestamp window, so a replay is refused after a restart too */
+        pthread_mutex_lock(&co->nonce_mu);
+        int src = fed_store_nonce_record(co->nonce_store, (int)id, nonce, sizeof nonce, ts, &seen);
+        if (!src && now - co->nonces_pruned > 60) {
+            co->nonces_pruned = now;
+            if (fed_store_nonce_forget(co->nonce_store, now - TS_WINDOW_S - 1)) logf_("%s", fed_last_error());
+        }
+        char msg[600] = "";
+        if (src) snprintf(msg, sizeof msg, "%s", fed_last_error());
+        pthread_mutex_unlock(&co->nonce_mu);
+        if (src) {
+            logf_("%s", msg);
+            *ret = reject(c, co, 503, R_INTERNAL, is_update, (int)id, "cannot record the request's nonce; try again");
+            return 1;
+        }
+    }
     if (seen) {
         *ret = reject(c, co, 403, R_REPLAY, is_update, (int)id, "replayed request: nonce %s was already used by client %d", v[2], (int)id);
         return 1;
@@ -407,9 +532,85 @@ static void drop_bodies(fed_coordinator *co) {
     co->body = co->body_z = NULL;
 }
 
+/* The model as a codec frame for one client (download compression): a delta
+ * against the client's copy when the hash it names is that of the reference
+ * copy kept here for it (the copy the simulator's client would hold), else the
+ * full model; the reference becomes what this frame decodes to. Encoded with
+ * the simulator's stream address (seed, round, client), so both sides and the
+ * simulator hold the same values. Called without co->mu; releases s. */
+static enum MHD_Result h_model_coded(struct MHD_Connection *c, fed_coordinator *co, const auth *a, model_snap *s, int slot,
+                                     int scaf, int64_t run, const char *have) {
+    uint8_t want[FED_SHA256_BYTES], got[FED_SHA256_BYTES];
+    int has_base = strcmp(have, "none") != 0;
+    if (has_base && (strlen(have) != 2 * FED_SHA256_BYTES || fed_hex_decode(want, sizeof want, have))) {
+        snap_release(co, s);
+        return reject(c, co, 400, R_MALFORMED_BODY, 0, a->client, "%s must be 'none' or the SHA-256 of the client's copy "
+                      "(64 hex digits), not '%.80s'", FED_NET_MODEL_BASE_HEADER, have);
+    }
+    size_t n = co->n;
+    float *ref = malloc(n * sizeof(float));
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    void *body = NULL;
+    size_t len = 0;
+    int rc = ref ? 0 : fed_error(FED_ENOMEM, "out of memory");
+    int found = 0, use = 0;
+    char base_hex[2 * FED_SHA256_BYTES + 1] = "none";
+    pthread_mutex_t *lk = &co->down_mu[a->client % DOWN_LOCKS];
+    pthread_mutex_lock(lk);
+    if (!rc && !co->down_state) rc = fed_error(FED_ESTATE, "no reference copies open");
+    if (!rc && fed_client_state_find(co->down_state, a->client, s->round, ref, &found)) {
+        logf_("round %d: client %d: %s; sending the full model", s->round, a->client, fed_last_error());
+        found = 0;
+    }
+    if (!rc && found && has_base && !(rc = fed_sha256(got, ref, n * sizeof(float))))
+        use = memcmp(got, want, sizeof got) == 0;
+    if (!rc && found && !use)
+        logf_("round %d: client %d %s; sending the full model", s->round, a->client,
+              has_base ? "holds another copy of the model than the one it was sent last" : "holds no copy of the model");
+    if (use) fed_hex_encode(base_hex, got, sizeof got);
+    fed_codec_ctx cc = {co->cfg.seed, (uint64_t)s->round, (uint64_t)a->client};
+    if (!rc) rc = fed_codec_encode_model(co->down_codec, &cc, s->p, use ? ref : NULL, n, NULL, &frame, &flen);
+    if (!rc) rc = fed_codec_decode_model(co->down_codec, frame, flen, use ? ref : NULL, ref, n);
+    if (!rc && fed_client_state_put(co->down_state, a->client, s->round, ref)) {
+        /* a damaged file (a coordinator killed while writing it): start it again */
+        char path[900];
+        snprintf(path, sizeof path, "%s/client_%06d.state", co->down_dir, a->client);   /* fed_client_state's file */
+        logf_("round %d: client %d: %s; starting its reference copies again", s->round, a->client, fed_last_error());
+        unlink(path);
+        rc = fed_client_state_put(co->down_state, a->client, s->round, ref);
+    }
+    pthread_mutex_unlock(lk);
+    char rs[32], rid[32];
+    snprintf(rs, sizeof rs, "%d", s->round);
+    snprintf(rid, sizeof rid, "%" PRId64, run);
+    const char *meta[] = {"format", "pt", "federate_model", fed_model_name(co->proto), "round", rs, "run_id", rid,
+                          "download_compression", fed_codec_spec(co->down_codec), "base_sha256", base_hex};
+    if (!rc) rc = fed_net_pack_model_coded(co->proto, frame, flen, s->b, scaf ? s->c : NULL, meta, 6, &body, &len);
+    free(frame);
+    free(ref);
+    snap_release(co, s);
+    if (rc) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", fed_last_error());
+        free(body);
+        return reject(c, co, 503, R_INTERNAL, 0, a->client, "cannot build the compressed model for client %d: %s", a->client, msg);
+    }
+    pthread_mutex_lock(&co->mu);
+    if (co->kind == K_FIT && co->round == s->round && co->clients[a->client].slot == slot) co->res[slot].bytes_down += (int64_t)len;
+    co->bytes_out += (int64_t)len;
+    pthread_mutex_unlock(&co->mu);
+    struct MHD_Response *r = body_response(body, len, 0);
+    if (!r) return MHD_NO;
+    enum MHD_Result ok = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, const auth *a) {
     const char *ae = hdr(c, "Accept-Encoding");
     int z = ae && strstr(ae, "zstd");
+    const char *have = hdr(c, FED_NET_MODEL_BASE_HEADER);
     pthread_mutex_lock(&co->mu);
     client_rec *cr = &co->clients[a->client];
     if (!co->open || a->round != co->round || cr->slot < 0) {
@@ -418,9 +619,47 @@ static enum MHD_Result h_model(struct MHD_Connection *c, fed_coordinator *co, co
         return reject(c, co, 409, R_NO_TASK, 0, a->client, "client %d has no open task for round %d (the current round is %d)",
                       a->client, a->round, round);
     }
+    if (have && co->kind == K_FIT && co->snap) {
+        model_snap *s = co->snap;
+        s->refs++;
+        int slot = cr->slot, scaf = co->tasks[slot].ins.scaffold;
+        int64_t run = co->run_id;
+        pthread_mutex_unlock(&co->mu);
+        return h_model_coded(c, co, a, s, slot, scaf, run, have);
+    }
+    if (z && !co->body_z && co->body_z_busy) {
+        /* being compressed by another download: wait for it (the phase cannot change meanwhile) */
+        while (co->body_z_busy) pthread_cond_wait(&co->cv, &co->mu);
+        if (!co->open || a->round != co->round || cr->slot < 0) {
+            int round = co->round;
+            pthread_mutex_unlock(&co->mu);
+            return reject(c, co, 409, R_NO_TASK, 0, a->client, "client %d has no open task for round %d (the current round is %d)",
+                          a->client, a->round, round);
+        }
+    }
     if (z && !co->body_z) {
-        if (fed_net_zstd_compress(co->body, co->body_len, &co->body_z, &co->body_z_len)) z = 0;
-        else if (!(co->body_z_resp = body_response(co->body_z, co->body_z_len, 1))) co->body_z = NULL, z = 0;
+        /* compressed once per phase, by the first download that asks, without
+         * the lock (tens of ms for megabytes); open_phase waits before it drops
+         * the body, so body stays valid meanwhile */
+        co->body_z_busy = 1;
+        const void *src = co->body;
+        size_t srclen = co->body_len;
+        pthread_mutex_unlock(&co->mu);
+        void *bz = NULL;
+        size_t bzl = 0;
+        struct MHD_Response *zr = NULL;
+        if (!fed_net_zstd_compress(src, srclen, &bz, &bzl)) zr = body_response(bz, bzl, 1);   /* frees bz on failure */
+        pthread_mutex_lock(&co->mu);
+        co->body_z_busy = 0;
+        pthread_cond_broadcast(&co->cv);
+        if (zr) co->body_z = bz, co->body_z_len = bzl, co->body_z_resp = zr;
+        z = zr != NULL;
+        if (!co->open || a->round != co->round || cr->slot < 0) {
+            int round = co->round;
+            pthread_mutex_unlock(&co->mu);
+            return reject(c, co, 409, R_NO_TASK, 0, a->client, "client %d has no open task for round %d (the current round is %d)",
+                          a->client, a->round, round);
+        }
     }
     size_t len = z ? co->body_z_len : co->body_len;
     if (co->kind == K_FIT) co->res[cr->slot].bytes_down += (int64_t)len;
@@ -482,7 +721,7 @@ static void slot_done(fed_coordinator *co, int client, int slot) {
     co->ndone++;
     co->accepted++;
     co->clients[client].accepted++;
-    pthread_cond_signal(&co->done_cv);
+    pthread_cond_broadcast(&co->done_cv);
 }
 
 static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
@@ -505,10 +744,33 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
     pthread_mutex_lock(&co->mu);
     if (check_round(c, co, a, K_FIT, &ret)) { free(plain); return ret; }
     int slot = co->clients[a->client].slot;
+    if (co->closing) {
+        int round = co->round;
+        pthread_mutex_unlock(&co->mu);
+        free(plain);
+        return reject(c, co, 409, R_LATE, 1, a->client, "late result: round %d (fit) is closing; the deadline passed or enough "
+                      "clients reported (current round %d)", a->round, round);
+    }
+    if (co->slot_state[slot] == SL_CHECKING) {
+        pthread_mutex_unlock(&co->mu);
+        free(plain);
+        return reject(c, co, 409, R_LATE, 1, a->client, "another upload of client %d for round %d is being checked", a->client, a->round);
+    }
+    /* The slot is this upload's while it is checked: unpacking, decoding and the
+     * finiteness and norm checks run without the lock, so uploads are checked
+     * on every core at once; the phase does not close (nor its buffers move)
+     * while one is being checked. */
+    co->slot_state[slot] = SL_CHECKING;
+    co->checking++;
     fed_result *r = &co->res[slot];
+    int scaf = co->tasks[slot].ins.scaffold, want_lb = co->tasks[slot].ins.want_loss_before;
+    size_t train_n = co->clients[a->client].train_n;
+    pthread_mutex_unlock(&co->mu);
+
     fed_st_file *f = NULL;
-    int scaf = co->tasks[slot].ins.scaffold;
-    int rc = fed_net_unpack(co->proto, body, plen, scaf, r->delta, co->nb ? r->buffers : NULL, scaf ? r->delta_c : NULL, &f);
+    int coded = 0;
+    int rc = fed_net_unpack_update(co->proto, co->codec, body, plen, scaf, r->delta, co->nb ? r->buffers : NULL,
+                                   scaf ? r->delta_c : NULL, &f, &coded);
     char msg[1100] = "";
     int reason = R_BAD_TENSOR;
     if (rc) {
@@ -523,13 +785,13 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
         snprintf(msg, sizeof msg, "%s", fed_last_error());
         reason = R_MALFORMED_BODY;
     }
-    if (!rc && (size_t)ne != co->clients[a->client].train_n) {
+    if (!rc && (size_t)ne != train_n) {
         rc = FED_EINVAL;
         snprintf(msg, sizeof msg, "metadata num_examples = %.0f, but client %d registered %zu training examples", ne,
-                 a->client, co->clients[a->client].train_n);
+                 a->client, train_n);
         reason = R_MALFORMED_BODY;
     }
-    if (!rc && co->tasks[slot].ins.want_loss_before && isnan(lb)) {
+    if (!rc && want_lb && isnan(lb)) {
         rc = FED_EINVAL;
         snprintf(msg, sizeof msg, "metadata loss_before is required by this round's task");
         reason = R_MALFORMED_BODY;
@@ -542,7 +804,13 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
     }
     fed_st_close(f);
     free(plain);
+
+    pthread_mutex_lock(&co->mu);
+    co->checking--;
     if (rc) {
+        /* refused: the client may still send a good one while the round is open */
+        co->slot_state[slot] = co->open ? SL_OPEN : SL_CLOSED;
+        if (!co->checking) pthread_cond_broadcast(&co->done_cv);
         pthread_mutex_unlock(&co->mu);
         return reject(c, co, reason == R_NORM ? 422 : 400, reason, 1, a->client, "upload from client %d, round %d: %s",
                       a->client, a->round, msg);
@@ -559,6 +827,7 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
     r->bytes_up = (int64_t)cn->len;
     co->clients[a->client].delivered_round = a->round;
     slot_done(co, a->client, slot);
+    if (!co->checking) pthread_cond_broadcast(&co->done_cv);
     int round = co->round;
     pthread_mutex_unlock(&co->mu);
     return send_json(c, co, 200, json_pack("{s:b, s:i, s:f}", "accepted", 1, "round", round, "update_norm", norm));
@@ -800,8 +1069,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             return reject(c, co, 413, R_TOO_LARGE, up, -1, "request body of %" PRId64 " bytes exceeds max_body_bytes (%" PRId64 " bytes)",
                           l, co->so.max_body_bytes);
         }
-        if (cl && parse_i64(cl, &l) == 0 && l > 0 && (cn->body = malloc((size_t)l + 1)))
-            cn->cap = (size_t)l + 1;   /* the declared size at once: no copies while the body grows */
+        /* the declared size at once: no copies while the body grows; a large one
+         * from the pool of receive buffers */
+        if (cl && parse_i64(cl, &l) == 0 && l > 0) {
+            if ((size_t)l + 1 >= RX_POOL_MIN) cn->body = rx_take(co, (size_t)l + 1, &cn->cap), cn->pooled = cn->body != NULL;
+            else if ((cn->body = malloc((size_t)l + 1))) cn->cap = (size_t)l + 1;
+        }
+        cn->hashing = fed_sha256_init(&cn->sha) == 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -809,23 +1083,39 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         if (cn->too_big || cn->len + n > (size_t)co->so.max_body_bytes) {
             cn->too_big = 1;
-            free(cn->body);
+            if (cn->pooled) rx_give(co, cn->body, cn->cap);
+            else free(cn->body);
             cn->body = NULL;
+            cn->pooled = 0;
             cn->len = cn->cap = 0;
             return MHD_YES;
         }
         if (cn->len + n + 1 > cn->cap) {
             size_t nc = cn->cap ? cn->cap : 65536;
             while (nc < cn->len + n + 1) nc *= 2;
-            char *nb = realloc(cn->body, nc);
+            char *nb = cn->pooled ? NULL : realloc(cn->body, nc);
+            if (cn->pooled && (nb = malloc(nc))) {
+                /* a body longer than declared: off the pool */
+                memcpy(nb, cn->body, cn->len);
+                rx_give(co, cn->body, cn->cap);
+                cn->pooled = 0;
+            }
             if (!nb) return MHD_NO;
             cn->body = nb;
             cn->cap = nc;
         }
         memcpy(cn->body + cn->len, upload_data, n);
+        if (cn->hashing && fed_sha256_update(&cn->sha, cn->body + cn->len, n)) {
+            fed_sha256_abort(&cn->sha);
+            cn->hashing = 0;   /* hashed in one pass at the end instead */
+        }
         cn->len += n;
         cn->body[cn->len] = '\0';
         return MHD_YES;
+    }
+    if (cn->hashing) {
+        cn->hashing = 0;
+        cn->hashed = fed_sha256_final(&cn->sha, cn->hash) == 0;
     }
     pthread_mutex_lock(&co->mu);
     co->bytes_in += (int64_t)cn->len;
@@ -869,10 +1159,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)c, (void)toe;
+    fed_coordinator *co = cls;
     conn *cn = *con_cls;
     if (cn) {
-        free(cn->body);
+        if (cn->hashing) fed_sha256_abort(&cn->sha);
+        if (cn->pooled) rx_give(co, cn->body, cn->cap);
+        else free(cn->body);
         free(cn);
     }
     *con_cls = NULL;
@@ -908,7 +1201,33 @@ static int open_phase(fed_coordinator *co, int kind, int round, const int *clien
     const char *meta[] = {"format", "pt", "federate_model", fed_model_name(co->proto), "round", rs, "run_id", rid};
     int rc = fed_net_pack(co->proto, global, gbuf, control, meta, 4, &body, &len);
     if (rc) return rc;
+    model_snap *ns = NULL;
+    if (kind == K_FIT && co->down_codec) {
+        ns = calloc(1, sizeof *ns);
+        if (ns) {
+            ns->refs = 1;
+            ns->round = round;
+            ns->p = malloc(co->n * sizeof(float));
+            ns->b = co->nb ? malloc(co->nb * sizeof(float)) : NULL;
+            ns->c = control ? malloc(co->n * sizeof(float)) : NULL;
+        }
+        if (!ns || !ns->p || (co->nb && !ns->b) || (control && !ns->c)) {
+            if (ns) free(ns->p), free(ns->b), free(ns->c);
+            free(ns);
+            free(body);
+            return fed_error(FED_ENOMEM, "coordinator: cannot hold the model for download compression");
+        }
+        memcpy(ns->p, global, co->n * sizeof(float));
+        if (co->nb) memcpy(ns->b, gbuf, co->nb * sizeof(float));
+        if (control) memcpy(ns->c, control, co->n * sizeof(float));
+    }
     pthread_mutex_lock(&co->mu);
+    model_snap *old = co->snap;
+    co->snap = ns;
+    pthread_mutex_unlock(&co->mu);
+    snap_release(co, old);
+    pthread_mutex_lock(&co->mu);
+    while (co->body_z_busy) pthread_cond_wait(&co->cv, &co->mu);   /* a download is compressing the old body */
     if ((rc = grow(co, k))) {
         pthread_mutex_unlock(&co->mu);
         free(body);
@@ -929,8 +1248,12 @@ static int open_phase(fed_coordinator *co, int kind, int round, const int *clien
     co->round = round;
     co->k = k;
     co->ndone = 0;
+    co->nopen = 0;
     for (int i = 0; i < k; i++) {
-        co->slot_state[i] = SL_OPEN;
+        /* selected but not registered (DP-FedAvg's sampling, simulated devices):
+         * nobody can fetch the task, so it counts as missed at once */
+        co->slot_state[i] = co->clients[clients[i]].registered ? SL_OPEN : SL_CLOSED;
+        co->nopen += co->slot_state[i] == SL_OPEN;
         co->clients[clients[i]].slot = i;
         if (kind == K_FIT) {
             fed_result *r = &co->res[i];
@@ -977,7 +1300,16 @@ static void wait_phase(fed_coordinator *co, int need, int min_ok, int retries) {
         abs_deadline(&until, left < 1.0 ? left : 1.0);
         pthread_cond_timedwait(&co->done_cv, &co->mu, &until);
     }
+    /* uploads that arrived in time and are being checked are decided first:
+     * their slots' buffers are the driver's once the phase closes */
+    co->closing = 1;
+    while (co->checking > 0) {
+        struct timespec until;
+        abs_deadline(&until, 1.0);
+        pthread_cond_timedwait(&co->done_cv, &co->mu, &until);
+    }
     co->open = 0;
+    co->closing = 0;
     for (int i = 0; i < co->k; i++)
         if (co->slot_state[i] == SL_OPEN) co->slot_state[i] = SL_CLOSED;
     pthread_cond_broadcast(&co->cv);
@@ -996,6 +1328,23 @@ static int tr_broadcast(fed_transport *t, const fed_task *tasks, int k, const fl
         pthread_mutex_unlock(&co->mu);
         logf_("run %" PRId64 " started", id);
     }
+    if (co->down_codec && co->down_run != co->run_id) {
+        /* each client's reference copy, per run: next to the store unless state_dir says where */
+        char dir[700], sub[800];
+        if (co->cfg.state_dir[0]) snprintf(dir, sizeof dir, "%s", co->cfg.state_dir);
+        else snprintf(dir, sizeof dir, "%s.state", co->so.store);
+        if (mkdir(dir, 0700) && errno != EEXIST) return fed_error(FED_EIO, "cannot create %s: %s", dir, strerror(errno));
+        snprintf(sub, sizeof sub, "%s/run_%" PRId64 "_download", dir, co->run_id);
+        fed_client_state *st = NULL;
+        int rc = fed_client_state_open(&st, sub, co->n, co->cfg.checkpoint_every + 1);
+        if (rc) return rc;
+        for (int i = 0; i < DOWN_LOCKS; i++) pthread_mutex_lock(&co->down_mu[i]);
+        fed_client_state_close(co->down_state);
+        co->down_state = st;
+        snprintf(co->down_dir, sizeof co->down_dir, "%s", sub);
+        co->down_run = co->run_id;
+        for (int i = 0; i < DOWN_LOCKS; i++) pthread_mutex_unlock(&co->down_mu[i]);
+    }
     int clients[k > 0 ? k : 1];
     for (int i = 0; i < k; i++) clients[i] = tasks[i].client;
     co->tasks = tasks;
@@ -1010,6 +1359,7 @@ static int tr_collect(fed_transport *t, fed_result *results, int k, double deadl
     int need = (int)ceil((double)k / (1.0 + co->so.over_selection) - 1e-9);
     if (need < 1) need = 1;
     if (need > k) need = k;
+    if (need > co->nopen) need = co->nopen;   /* none open: nothing to wait for */
     int min_ok = co->cfg.min_clients < need ? co->cfg.min_clients : need;
     wait_phase(co, need, min_ok, co->so.round_retries);
     int late = 0;
@@ -1038,14 +1388,41 @@ static int tr_evaluate(fed_transport *t, const int *clients, int k, const float 
     return 0;
 }
 
+/* Before each round's selection (driver thread): the registered clients are the
+ * eligible ones, and a client that registered after the federation was built
+ * gets its sizes and label counts filled in here, so the driver's view only
+ * changes between rounds. */
+static int tr_eligible(fed_transport *t, int round, fed_federation *fed, unsigned char *eligible, int *count) {
+    (void)round;
+    fed_coordinator *co = t->impl;
+    int n = 0, C = co->num_classes;
+    double wmax = 1;
+    pthread_mutex_lock(&co->mu);
+    for (int i = 0; i < co->nclients && i < fed->num_clients; i++) {
+        const client_rec *cr = &co->clients[i];
+        eligible[i] = (unsigned char)(cr->registered != 0);
+        if (!cr->registered) continue;
+        n++;
+        fed->part.train_n[i] = cr->train_n;
+        fed->part.test_n[i] = cr->test_n;
+        if (fed->part.label_counts && fed->part.num_classes == C)
+            memcpy(fed->part.label_counts + (size_t)i * C, co->labels + (size_t)i * C, (size_t)C * sizeof *co->labels);
+        if ((double)cr->train_n > wmax) wmax = (double)cr->train_n;
+    }
+    for (int i = co->nclients; i < fed->num_clients; i++) eligible[i] = 0;
+    co->wmax = wmax;
+    pthread_mutex_unlock(&co->mu);
+    *count = n;
+    return 0;
+}
+
 static int tr_secure_mean(fed_transport *t, int round, fed_result *results, int k, float *mean, size_t n,
                           fed_secure_agg_report *rep) {
     fed_coordinator *co = t->impl;
-    /* the public bound on weights: the largest registered client */
-    double wmax = 1;
+    /* the public bound on weights: the largest client eligible this round (fixed
+     * when the round began, so a client registering mid-round changes nothing) */
     pthread_mutex_lock(&co->mu);
-    for (int i = 0; i < co->nclients; i++)
-        if ((double)co->clients[i].train_n > wmax) wmax = (double)co->clients[i].train_n;
+    double wmax = co->wmax > 1 ? co->wmax : 1;
     int64_t run = co->run_id;
     pthread_mutex_unlock(&co->mu);
     return fed_secagg_relay_round(co->relay, run, round, wmax, results, k, mean, n, rep);
@@ -1071,12 +1448,23 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     if (rc) return rc;
     if (cfg->dropout_probability > 0)
         return fed_error(FED_EINVAL, "dropout_probability is a simulation setting; a deployment's clients drop out by themselves");
+    /* Besides the receive buffers (rx_take), an upload's parsed copy and a
+     * decompressed body are megabytes each, many per round: glibc would map
+     * them fresh or hand their pages back when freed, and every upload paid a
+     * page fault and the kernel's zeroing per page. Served from the heap and
+     * not trimmed, they are reused with their pages in place; what stays
+     * mapped is the peak of uploads being checked at once. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     fed_coordinator *co = calloc(1, sizeof *co);
     if (!co) return fed_error(FED_ENOMEM, "coordinator: out of memory");
     co->cfg = *cfg;
     co->so = *so;
     co->final_accuracy = NAN;
     pthread_mutex_init(&co->mu, NULL);
+    pthread_mutex_init(&co->nonce_mu, NULL);
+    for (int i = 0; i < DOWN_LOCKS; i++) pthread_mutex_init(&co->down_mu[i], NULL);
+    pthread_mutex_init(&co->rx.mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1095,11 +1483,21 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     co->transport.broadcast = tr_broadcast;
     co->transport.collect = tr_collect;
     co->transport.evaluate = tr_evaluate;
+    co->transport.eligible = tr_eligible;
+    co->min_registered = so->min_registered > 0 ? so->min_registered : co->nclients;
+    if (co->min_registered > co->nclients || co->min_registered < cfg->min_clients) {
+        rc = fed_error(FED_EINVAL, "server.min_registered %d must be in [min_clients %d, num_clients %d] (0 = all clients)",
+                       so->min_registered, cfg->min_clients, co->nclients);
+        goto fail;
+    }
     if (cfg->sa_enabled) {
         if ((rc = fed_secagg_relay_new(&co->relay, cfg, so->round_timeout, so->long_poll, &co->stop))) goto fail;
         co->transport.secure_mean = tr_secure_mean;
     }
+    if (cfg->compression[0] && (rc = fed_codec_new(&co->codec, cfg->compression))) goto fail;
+    if (cfg->download_compression[0] && (rc = fed_codec_new(&co->down_codec, cfg->download_compression))) goto fail;
     if ((rc = fed_store_open(&co->store, so->store))) goto fail;
+    if ((rc = fed_store_open(&co->nonce_store, so->store))) goto fail;
     if ((rc = fed_allowlist_open(&co->allow, so->allow_list))) goto fail;
     if (so->token_file[0]) {
         char *t = NULL;
@@ -1273,21 +1671,24 @@ int fed_coordinator_run(fed_coordinator *co, void (*user_on_round)(void *, const
                         void *ctx, fed_run_result *res) {
     memset(res, 0, sizeof *res);
     res->final_accuracy = NAN;
-    /* every client registers first: the federation's sizes come from them */
+    /* server.min_registered clients (all by default) register first: the
+     * federation's sizes come from them; later ones join from the next round on */
     pthread_mutex_lock(&co->mu);
     double until = now_s() + co->so.register_timeout;
     int last_report = -1;
-    while ((co->nregistered < co->nclients || !co->started) && !co->stop) {
+    while ((co->nregistered < co->min_registered || !co->started) && !co->stop) {
         if (now_s() >= until) break;
         if (co->nregistered != last_report) {
-            logf_("%d of %d clients registered%s", co->nregistered, co->nclients, co->started ? "" : " (waiting for POST /api/start)");
+            logf_("%d of %d clients registered (%d needed to start)%s", co->nregistered, co->nclients,
+                  co->min_registered, co->started ? "" : " (waiting for POST /api/start)");
             last_report = co->nregistered;
         }
         struct timespec ts;
         abs_deadline(&ts, 0.5);
         pthread_cond_timedwait(&co->cv, &co->mu, &ts);
     }
-    int ok = co->nregistered == co->nclients && co->started && !co->stop;
+    int ok = co->nregistered >= co->min_registered && co->started && !co->stop;
+    int nreg = co->nregistered;
     char missing[300] = "";
     size_t o = 0;
     for (int i = 0; i < co->nclients && o < sizeof missing - 16; i++)
@@ -1297,9 +1698,11 @@ int fed_coordinator_run(fed_coordinator *co, void (*user_on_round)(void *, const
         co->phase = PH_STOPPED;
         if (co->stop) return fed_error(FED_ESTATE, "stopped before training started");
         if (!co->started) return fed_error(FED_ESTATE, "not started within server.register_timeout (POST /api/start)");
-        return fed_error(FED_ESTATE, "clients %s did not register within server.register_timeout (%.0f s)", missing,
-                         co->so.register_timeout);
+        return fed_error(FED_ESTATE, "%d of %d clients registered within server.register_timeout (%.0f s), %d needed "
+                                     "(server.min_registered); missing: %s", nreg, co->nclients, co->so.register_timeout,
+                         co->min_registered, missing);
     }
+    if (nreg < co->nclients) logf_("starting with %d of %d clients registered; the others join when they register", nreg, co->nclients);
     int64_t resume = find_unfinished(co);
     if (resume) {
         logf_("resuming run %" PRId64 " (same config, not finished)", resume);
@@ -1387,7 +1790,16 @@ void fed_coordinator_free(fed_coordinator *co) {
         MHD_stop_daemon(co->d);
     }
     fed_secagg_relay_free(co->relay);
+    fed_codec_free(co->codec);
+    fed_codec_free(co->down_codec);
+    fed_client_state_close(co->down_state);
+    if (co->snap) {
+        model_snap *s = co->snap;
+        co->snap = NULL;
+        snap_release(co, s);
+    }
     fed_store_close(co->store);
+    fed_store_close(co->nonce_store);
     fed_allowlist_close(co->allow);
     fed_model_free(co->proto);
     if (co->key_pem) fed_crypto_wipe(co->key_pem, strlen(co->key_pem));
@@ -1402,6 +1814,10 @@ void fed_coordinator_free(fed_coordinator *co) {
     for (int i = 0; i < co->nrounds; i++) free(co->rounds[i].cm);
     free(co->rounds);
     pthread_mutex_destroy(&co->mu);
+    pthread_mutex_destroy(&co->nonce_mu);
+    for (int i = 0; i < DOWN_LOCKS; i++) pthread_mutex_destroy(&co->down_mu[i]);
+    for (int i = 0; i < co->rx.n; i++) free(co->rx.buf[i]);
+    pthread_mutex_destroy(&co->rx.mu);
     pthread_cond_destroy(&co->cv);
     pthread_cond_destroy(&co->done_cv);
     free(co);

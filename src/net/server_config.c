@@ -54,6 +54,7 @@ static const skey skeys[] = {
     {"max_update_norm", 1, SF(max_update_norm), 0, 1e12},
     {"long_poll", 2, SF(long_poll), 1, 3600},
     {"autostart", 3, SF(autostart), 0, 0},
+    {"min_registered", 2, SF(min_registered), 0, 1e9},
 };
 
 static int set_server_key(fed_server_opts *so, const char *path, int line, const char *key, const char *val) {

@@ -81,6 +81,32 @@ int fed_sha256(uint8_t out[FED_SHA256_BYTES], const void *msg, size_t len) {
     return 0;
 }
 
+int fed_sha256_init(fed_sha256_ctx *c) {
+    c->h = NULL;
+    gnutls_hash_hd_t h;
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) != 0) return fed_error(FED_EINTERNAL, "crypto: SHA-256 init failed");
+    c->h = h;
+    return 0;
+}
+
+int fed_sha256_update(fed_sha256_ctx *c, const void *msg, size_t len) {
+    if (!c->h) return fed_error(FED_EINVAL, "crypto: SHA-256 context not initialized");
+    if (len && gnutls_hash((gnutls_hash_hd_t)c->h, msg, len) != 0) return fed_error(FED_EINTERNAL, "crypto: SHA-256 failed");
+    return 0;
+}
+
+int fed_sha256_final(fed_sha256_ctx *c, uint8_t out[FED_SHA256_BYTES]) {
+    if (!c->h) return fed_error(FED_EINVAL, "crypto: SHA-256 context not initialized");
+    gnutls_hash_deinit((gnutls_hash_hd_t)c->h, out);
+    c->h = NULL;
+    return 0;
+}
+
+void fed_sha256_abort(fed_sha256_ctx *c) {
+    if (c && c->h) gnutls_hash_deinit((gnutls_hash_hd_t)c->h, NULL);
+    if (c) c->h = NULL;
+}
+
 void fed_hex_encode(char *hex, const void *bin, size_t n) { sodium_bin2hex(hex, 2 * n + 1, bin, n); }
 
 int fed_hex_decode(void *bin, size_t n, const char *hex) {

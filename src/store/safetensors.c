@@ -37,6 +37,7 @@ static size_t dtype_size(int dtype) {
     switch (dtype) {
     case FED_DTYPE_F32: return 4;
     case FED_DTYPE_I64: return 8;
+    case FED_DTYPE_U8: return 1;
     default: return 0;
     }
 }
@@ -45,6 +46,7 @@ static const char *dtype_name(int dtype) {
     switch (dtype) {
     case FED_DTYPE_F32: return "F32";
     case FED_DTYPE_I64: return "I64";
+    case FED_DTYPE_U8: return "U8";
     default: return NULL;
     }
 }
@@ -150,7 +152,8 @@ static int parse_entry(const char *name, json_t *e, fed_st_tensor *t, st_span *s
     const char *ds = json_string_value(dt);
     if (strcmp(ds, "F32") == 0) t->dtype = FED_DTYPE_F32;
     else if (strcmp(ds, "I64") == 0) t->dtype = FED_DTYPE_I64;
-    else return fed_error(FED_EFORMAT, "safetensors: tensor \"%s\": unsupported dtype \"%.20s\" (F32 or I64)", name, ds);
+    else if (strcmp(ds, "U8") == 0) t->dtype = FED_DTYPE_U8;
+    else return fed_error(FED_EFORMAT, "safetensors: tensor \"%s\": unsupported dtype \"%.20s\" (F32, I64 or U8)", name, ds);
 
     json_t *sh = json_object_get(e, "shape");
     if (!json_is_array(sh)) return fed_error(FED_EFORMAT, "safetensors: tensor \"%s\": shape missing or not an array", name);

@@ -16,7 +16,7 @@
 #include <zstd.h>
 
 /* Bump when the schema changes, and teach open_schema() to migrate from the old one. */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -33,6 +33,14 @@ struct fed_store {
     "CREATE TABLE IF NOT EXISTS round_models("                                                                      \
     " run_id INTEGER NOT NULL, round INTEGER NOT NULL, raw_len INTEGER NOT NULL, model BLOB,"                        \
     " PRIMARY KEY(run_id, round));"
+
+/* v5: request nonces a networked coordinator has seen, per client, with the
+ * request's timestamp (replay protection that survives a restart). */
+#define NONCES_SQL                                                                                                   \
+    "CREATE TABLE IF NOT EXISTS nonces("                                                                            \
+    " client INTEGER NOT NULL, nonce BLOB NOT NULL, ts INTEGER NOT NULL,"                                           \
+    " PRIMARY KEY(client, nonce)) WITHOUT ROWID;"                                                                   \
+    "CREATE INDEX IF NOT EXISTS nonces_ts ON nonces(ts);"
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS runs("
@@ -56,6 +64,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS checkpoints("
     " run_id INTEGER PRIMARY KEY, round INTEGER NOT NULL, model BLOB, state BLOB);"
     ROUND_MODELS_SQL
+    NONCES_SQL
     "PRAGMA user_version = " STR(SCHEMA_VERSION) ";";
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -238,6 +247,12 @@ static int open_schema(fed_store *s) {
             /* v4: bytes each client downloaded */
             if ((rc = exec(s, "ALTER TABLE clients ADD COLUMN bytes_down INTEGER; PRAGMA user_version = 4;",
                            "cannot upgrade the schema from version 3")))
+                goto fail;
+            version = 4;
+        }
+        if (version == 4) {
+            /* v5: nonces seen by a coordinator */
+            if ((rc = exec(s, NONCES_SQL "PRAGMA user_version = 5;", "cannot upgrade the schema from version 4")))
                 goto fail;
         }
     }
@@ -961,6 +976,41 @@ int fed_store_load_round_model(fed_store *s, int64_t run_id, int round, void **m
     } else {
         rc = db_fail(s, r, "cannot load the model of round %d of run %lld", round, (long long)run_id);
     }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- request nonces (schema v5) -------------------------------------------- */
+
+int fed_store_nonce_record(fed_store *s, int client, const void *nonce, size_t len, int64_t ts, int *seen) {
+    int rc = check_store(s, 1);
+    if (rc) return rc;
+    *seen = 0;
+    if (!nonce || len < 1 || len > 64) return fed_error(FED_EINVAL, "%s: a nonce is 1..64 bytes, not %zu", s->path, len);
+    if (s->version < 5) return fed_error(FED_ESTATE, "%s: schema version %lld has no nonces table", s->path, (long long)s->version);
+    sqlite3_stmt *st;
+    /* one statement: two requests with the same nonce cannot both get in */
+    if ((rc = prepare(s, &st, "INSERT OR IGNORE INTO nonces(client, nonce, ts) VALUES(?, ?, ?)", "cannot record a nonce")))
+        return rc;
+    sqlite3_bind_int(st, 1, client);
+    sqlite3_bind_blob(st, 2, nonce, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ts);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_DONE) rc = db_fail(s, r, "cannot record a nonce of client %d", client);
+    else *seen = sqlite3_changes(s->db) == 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fed_store_nonce_forget(fed_store *s, int64_t before) {
+    int rc = check_store(s, 1);
+    if (rc) return rc;
+    if (s->version < 5) return 0;
+    sqlite3_stmt *st;
+    if ((rc = prepare(s, &st, "DELETE FROM nonces WHERE ts < ?", "cannot forget old nonces"))) return rc;
+    sqlite3_bind_int64(st, 1, before);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_DONE) rc = db_fail(s, r, "cannot forget old nonces");
     sqlite3_finalize(st);
     return rc;
 }
