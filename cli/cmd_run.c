@@ -182,6 +182,7 @@ int cmd_run(int argc, char **argv) {
     printf("final_accuracy: %.2f\n", 100 * res.final_accuracy);
     printf("bytes_up: %lld\n", (long long)res.bytes_up);
     printf("bytes_down: %lld\n", (long long)res.bytes_down);
+    if (cfg.target_accuracy > 0) printf("target_round: %d\n", res.target_round);   /* 0: not reached */
     if (!isnan(res.sim_time_s) && res.sim_time_s > 0) printf("sim_time_s: %.1f\n", res.sim_time_s);
     if (strcmp(cfg.dp_mode, "none") != 0 || res.epsilon > 0) {
         /* the guarantee as the accountant computed it, never a formula */

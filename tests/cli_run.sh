@@ -35,6 +35,16 @@ done
 acc="$(echo "$out" | sed -n 's/^final_accuracy: //p')"
 awk -v a="$acc" 'BEGIN { exit !(a > 80) }' || fail "accuracy $acc too low"
 
+# target_accuracy stops the run at the first round that reaches it, with a
+# checkpoint there; an unreachable target runs every round and says 0
+tg="$("$BIN" run small.yaml --db t.db --set target_accuracy=50 --set num_rounds=5 2>&1)" || fail "target run failed: $tg"
+echo "$tg" | grep -q "^target_round: 1$" || fail "target 50% not reached at round 1: $tg"
+echo "$tg" | grep -q "^round   2/5 " && fail "ran past the target: $tg"
+echo "$tg" | grep -q "target_accuracy 50% reached at round 1" || fail "no target message: $tg"
+tg="$("$BIN" run small.yaml --db t.db --set target_accuracy=100 --set num_rounds=2 2>&1)" || fail "target run failed: $tg"
+echo "$tg" | grep -q "^target_round: 0$" || fail "unreachable target not reported as 0: $tg"
+echo "$tg" | grep -q "^round   2/2 " || fail "unreachable target cut the run short: $tg"
+
 # one JSON object per round, and --set overrides
 js="$("$BIN" run small.yaml --db a.db --log-format json --set num_rounds=2 --set strategy=fedavgm)" || fail "json run failed"
 [ "$(echo "$js" | grep -c '^{"round"')" = 2 ] || fail "expected 2 JSON round lines: $js"

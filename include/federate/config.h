@@ -104,6 +104,7 @@ typedef struct fed_config {
     char dp_conversion[10];     /* privacy.conversion: improved | classic */
     /* evaluation and output */
     int evaluation_every;       /* evaluation_every: rounds between global evaluations (1) */
+    double target_accuracy;     /* target_accuracy: stop once the global test accuracy (percent) reaches it; 0 = off */
     int eval_batch_size;        /* eval_batch_size (250) */
     int checkpoint_every;       /* checkpoint_every: rounds between checkpoints in the store (1) */
     char state_dir[512];        /* state_dir: where large client state spills ("" = next to the store) */

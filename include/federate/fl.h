@@ -313,6 +313,7 @@ typedef struct fed_run_result {
     double epsilon;            /* privacy spent (at privacy.delta); 0 without DP */
     double sim_time_s;         /* simulated time of the whole run (virtual clock); NAN when not simulated */
     int budget_exhausted;      /* 1 if stopped before a round that would exceed privacy.target_epsilon */
+    int target_round;          /* the round (FedBuff: server step) that reached target_accuracy; 0 if none */
 } fed_run_result;
 
 int fed_run(const fed_config *cfg, const fed_run_opts *opts, fed_run_result *out);

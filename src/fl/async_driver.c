@@ -579,6 +579,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
                 out->final_accuracy = m.test_accuracy;
                 out->final_loss = m.test_loss;
                 last_eval = version;
+                if (cfg->target_accuracy > 0 && 100 * m.test_accuracy >= cfg->target_accuracy) out->target_round = version;
                 if (store) {
                     /* the evaluated model, for `federate export --round` */
                     void *mbuf = NULL;
@@ -613,8 +614,19 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
             int stop = opts && opts->stop && *opts->stop && version < cfg->num_rounds;
             /* a stopped run is always resumable from where it stopped */
             if (store && ((cfg->checkpoint_every > 0 && version % cfg->checkpoint_every == 0) ||
-                          version == cfg->num_rounds || stop))
+                          version == cfg->num_rounds || stop || out->target_round))
                 if ((rc = save_checkpoint(&A, store, run_id, version, seq, now, e))) goto done;
+            if (out->target_round) {
+                fprintf(stderr, "federate: target_accuracy %g%% reached at server step %d (test accuracy %.2f%%); stopping\n",
+                        cfg->target_accuracy, version, 100 * m.test_accuracy);
+                if (store) {
+                    char note[160];
+                    snprintf(note, sizeof note, "stopped at server step %d: test accuracy %.2f%% reached target_accuracy %g%%",
+                             version, 100 * m.test_accuracy, cfg->target_accuracy);
+                    fed_store_run_set_text(store, run_id, "target", note);
+                }
+                break;
+            }
             if (stop) {
                 out->stopped = 1;
                 break;

@@ -210,6 +210,8 @@ static const fed_config_key keys[] = {
     /* evaluation and output */
     {"evaluation_every", FED_CONFIG_INT, FIELD(evaluation_every), 1, BIG, NULL,
      "rounds between evaluations of the global model"},
+    {"target_accuracy", FED_CONFIG_DOUBLE, FIELD(target_accuracy), 0, 100, NULL,
+     "stop once the global test accuracy (percent) reaches this, e.g. to count rounds to 97%; 0 = run all rounds"},
     {"eval_batch_size", FED_CONFIG_INT, FIELD(eval_batch_size), 1, BIG, NULL,
      "batch size for evaluation"},
     {"checkpoint_every", FED_CONFIG_INT, FIELD(checkpoint_every), 1, BIG, NULL,

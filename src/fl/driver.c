@@ -597,6 +597,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             last_eval_round = round;
             out->final_accuracy = m.test_accuracy;
             out->final_loss = m.test_loss;
+            if (cfg->target_accuracy > 0 && 100 * m.test_accuracy >= cfg->target_accuracy) out->target_round = round;
             /* federated evaluation: the new global model on the finished clients' own test splits */
             int ne = 0;
             for (int i = 0; i < K; i++) S.eval_flags[i] = S.results[i].status == FED_RESULT_OK;
@@ -629,12 +630,24 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             if ((rc = fed_store_add_round(store, run_id, &m))) goto done;
             if ((rc = fed_store_add_clients(store, run_id, S.cm, K))) goto done;
             if (eval_now && (rc = save_round_model(&S, store, run_id, round))) goto done;
-            if ((cfg->checkpoint_every > 0 && round % cfg->checkpoint_every == 0) || round == cfg->num_rounds)
+            if ((cfg->checkpoint_every > 0 && round % cfg->checkpoint_every == 0) || round == cfg->num_rounds ||
+                out->target_round)
                 if ((rc = checkpoint(&S, store, run_id, round))) goto done;
         }
         if (opts && opts->on_round) {
             fed_round_report rep = {m, S.cm, K, run_id};
             opts->on_round(opts->ctx, cfg, &rep);
+        }
+        if (out->target_round) {
+            fprintf(stderr, "federate: target_accuracy %g%% reached at round %d (test accuracy %.2f%%); stopping\n",
+                    cfg->target_accuracy, round, 100 * m.test_accuracy);
+            if (store) {
+                char note[160];
+                snprintf(note, sizeof note, "stopped at round %d: test accuracy %.2f%% reached target_accuracy %g%%",
+                         round, 100 * m.test_accuracy, cfg->target_accuracy);
+                fed_store_run_set_text(store, run_id, "target", note);
+            }
+            break;
         }
         if (opts && opts->stop && *opts->stop && round < cfg->num_rounds) {
             out->stopped = 1;
