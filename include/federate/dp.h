@@ -112,6 +112,25 @@ int fed_dp_laplace_rdp(double l1_sensitivity, double scale, const double *orders
  * compose with Gaussian mechanisms accounted there. */
 int fed_rdp_compose_laplace(fed_rdp *a, double l1_sensitivity, double scale, long times);
 
+/* ---- distributed discrete Gaussian (Kairouz, Liu, Steinke 2021) ---- */
+
+/* n clients each add N_Z(0, sigma2) (integer units) to an integer vector of dimension
+ * dim whose L2 norm is at most l2 (the sensitivity, integer units, add/remove one
+ * client); the server sees only the sum. The sum of the n shares is close to, but not,
+ * N_Z(0, n sigma2); the gap is (Kairouz et al. 2021, Thm. 1 / Prop. 14)
+ *   tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 sigma2 k / (k + 1)),
+ * and the mechanism has RDP at order alpha (their Eq. 17, the L1 term left out)
+ *   eps(alpha) = min( alpha l2^2 / (2 n sigma2) + tau dim,
+ *                     alpha / 2 (l2 / sqrt(n sigma2) + tau sqrt(dim))^2 ).
+ * Needs sigma2 >= 1/4 (sigma >= 1/2, the paper's condition), n >= 1, l2 >= 0, dim >= 1. */
+double fed_dp_ddgauss_tau(double sigma2, int n);
+/* rdp[i] at orders[i] (> 1; +inf gives +inf unless l2 == 0). */
+int fed_dp_ddgauss_rdp(double l2, double sigma2, int n, double dim, const double *orders, int norders,
+                       double *rdp);
+/* Adds `times` releases of that mechanism to an accountant, without sampling
+ * amplification (each release counts in full). */
+int fed_rdp_compose_ddgauss(fed_rdp *a, double l2, double sigma2, int n, double dim, long times);
+
 /* ---- calibration (Poisson-subsampled Gaussian, RDP accountant) ---- */
 
 /* Epsilon of `steps` steps with sampling rate q and noise multiplier z at delta.

@@ -104,7 +104,8 @@ struct fed_result;
 struct fed_task;
 
 /* Append-only. */
-enum fed_privacy_mode { FED_PRIVACY_NONE = 0, FED_PRIVACY_DPSGD = 1, FED_PRIVACY_DPFEDAVG = 2, FED_PRIVACY_LOCAL = 3 };
+enum fed_privacy_mode { FED_PRIVACY_NONE = 0, FED_PRIVACY_DPSGD = 1, FED_PRIVACY_DPFEDAVG = 2, FED_PRIVACY_LOCAL = 3,
+                        FED_PRIVACY_DISTRIBUTED = 4 };
 
 /* From cfg's privacy.* keys; refuses combinations that cannot be accounted
  * (e.g. DP-FedAvg with a strategy that weights clients unequally). */

@@ -156,4 +156,57 @@ struct fed_dp_noise;
 int fed_secagg_add_dgauss(struct fed_dp_noise *ns, uint64_t *x, size_t L, int ring_bits, uint64_t sigma2_num,
                           uint64_t sigma2_den);
 
+/* The distributed discrete Gaussian mechanism (Kairouz, Liu, Steinke, ICML 2021) on
+ * float updates. Each client clips its update to L2 norm clip, scales it so that clip
+ * is 2^(bits-1) integer steps, rounds it with conditional stochastic rounding (their
+ * Sec. 4: unbiased rounding redrawn until the rounded vector's norm is within l2_bound;
+ * rounding toward zero if 1000 draws all miss, which never exceeds it either), adds
+ * N_Z(0, sigma2_num / sigma2_den) to every coordinate and reduces mod 2^ring_bits; the
+ * sum over the survivors, read as signed, is their noised sum, and the server divides
+ * by their count. No randomized rotation: the ring is sized for the worst case. */
+typedef struct fed_secagg_ddp {
+    double clip;                    /* C: L2 clip of one update */
+    int bits;                       /* C is 2^(bits-1) integer steps (2..52) */
+    double scale;                   /* 2^(bits-1) / C: integer steps per unit */
+    double beta;                    /* conditional rounding's beta, exp(-1/2) */
+    size_t dim;                     /* d: coordinates of an update */
+    double l2_bound2;               /* Delta_2^2: a rounded vector's squared norm never exceeds it
+                                       (an integer), min((c + sqrt d)^2, c^2 + d/4 + sqrt(2 ln(1/beta))
+                                       (c + sqrt(d)/2)) for c = 2^(bits-1) (Kairouz et al. Thm. 1) */
+    uint64_t sigma2_num, sigma2_den;/* each client's noise variance (integer units); num 0: none */
+    int min_survivors;              /* the variance is calibrated for this many shares: fewer
+                                       survivors and the server does not release the sum */
+    uint64_t seed, round;           /* rounding stream (seed, round, client, FED_RNG_QUANT) */
+    int noise_source;               /* FED_DP_NOISE_*; seeded noise at (seed, round, client) */
+} fed_secagg_ddp;
+
+/* Fills p for updates of dim coordinates: total noise standard deviation on the sum of
+ * min_survivors shares noise_multiplier * clip (in float units), split evenly among
+ * them. FED_ERANGE (with the reason) when a share's variance is below 1/4 but not 0
+ * (the paper's condition), or too large for the sampler (lower bits). */
+int fed_secagg_ddp_init(fed_secagg_ddp *p, double clip, int bits, double noise_multiplier, size_t dim,
+                        int min_survivors, int noise_source, uint64_t seed, uint64_t round);
+/* The ring for n participants: the signed sum n 2^(bits-1) + (noise, k standard
+ * deviations with k so that any of the dim coordinates exceeds it with probability
+ * below 2^-40; the discrete Gaussian is sigma^2-subgaussian, Canonne et al. 2020)
+ * must stay below 2^(ring_bits-1). FED_ERANGE when that needs more than 64 bits. */
+int fed_secagg_ddp_ring_bits(const fed_secagg_ddp *p, int n, int *ring_bits);
+/* One client's share: out[0..d) ring elements. client names its rounding and noise
+ * streams. Secrets (the rounded vector, the noise) wiped. */
+int fed_secagg_ddp_encode(const fed_secagg_ddp *p, uint64_t client, const float *x, size_t d, int ring_bits,
+                          uint64_t *out);
+/* Un-noised rounding only (for tests): the integer vector a client would noise. */
+int fed_secagg_ddp_round(const fed_secagg_ddp *p, uint64_t client, const float *x, size_t d, int64_t *out);
+/* The noised mean of m shares from their sum mod 2^ring_bits. */
+int fed_secagg_ddp_decode_mean(const fed_secagg_ddp *p, int m, const uint64_t *sum, size_t d, int ring_bits,
+                               float *mean);
+/* The round driver's call: k clients' updates, clients[i] naming client i's streams;
+ * securely sums their shares (survivors of drop_at, NULL: none drop) and writes the
+ * noised mean. FED_ESTATE, nothing written, when fewer than p->min_survivors survive
+ * (the server would not unmask: too little noise). cfg->n must be k; its ring size is
+ * replaced. included: k bytes or NULL. */
+int fed_secagg_ddp_mean(const fed_secagg_cfg *cfg, const fed_secagg_ddp *p, int k, const float *const *updates,
+                        const uint64_t *clients, size_t d, const uint8_t *drop_at, float *mean, uint8_t *included,
+                        fed_secagg_stats *stats);
+
 #endif

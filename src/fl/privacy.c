@@ -9,7 +9,14 @@
  *     sum) is accounted as one Gaussian mechanism with multiplier z.
  *   local: each client noises its own clipped update; replacing a client's
  *     data moves its clipped update by up to 2C, so each participation is a
- *     Gaussian mechanism with multiplier z / 2, without sampling amplification. */
+ *     Gaussian mechanism with multiplier z / 2, without sampling amplification.
+ *   distributed: with secure aggregation, each client clips, rounds and adds a
+ *     share of discrete Gaussian noise before masking (Kairouz, Liu, Steinke
+ *     2021); each released round is their Prop. 14 / Eq. 17 RDP for the sum of as
+ *     many shares as survived (fed_rdp_compose_ddgauss), add/remove sensitivity the
+ *     rounded vector's norm bound, composed without sampling amplification (the
+ *     run's fixed-size selection is not the Poisson sampling the amplification
+ *     theorems assume). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +25,7 @@
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/vec.h"
+#include "ddp_config.h"
 
 struct fed_privacy {
     int mode;
@@ -33,14 +41,60 @@ struct fed_privacy {
     long *steps;               /* dp-sgd: local steps per client; local: participations */
     double *eps;               /* dp-sgd / local: epsilon per client so far */
     double eps_max;
-    long rounds;               /* dp-fedavg: rounds run */
-    char desc[256];
+    long rounds;               /* dp-fedavg, distributed: rounds run */
+    fed_secagg_ddp ddp;        /* distributed: the mechanism (round 0's streams) */
+    fed_rdp *acc;              /* distributed: RDP of the released rounds */
+    int max_participants;      /* distributed: clients per round */
+    char desc[512];
 };
 
 int fed_privacy_mode(const fed_privacy *p) { return p ? p->mode : FED_PRIVACY_NONE; }
+
+/* ---- distributed: the mechanism as the secure round runs it (ddp_config.h) ---- */
+static double ddp_l2(const fed_privacy *p) { return sqrt(p->ddp.l2_bound2); }
+static double ddp_sigma2(const fed_privacy *p) {
+    return p->ddp.sigma2_num ? (double)p->ddp.sigma2_num / (double)p->ddp.sigma2_den : 0.0;
+}
+
+static int ddp_setup(fed_privacy *p, const fed_config *cfg, const fed_federation *fed) {
+    /* the accountant needs the update's dimension: the run's model */
+    fed_model *m = NULL;
+    int rc = fed_model_for_config(cfg, &fed->train, &m);
+    if (rc) return rc;
+    size_t dim = fed_model_num_params(m);
+    fed_model_free(m);
+    p->clip = fed_ddp_clip(cfg);
+    /* the errors already say "distributed DP: ..." and name the keys to change */
+    if ((rc = fed_ddp_params(cfg, dim, 0, &p->ddp))) return rc;
+    p->max_participants = fed_config_clients_per_round(cfg);
+    int ring;
+    if ((rc = fed_secagg_ddp_ring_bits(&p->ddp, p->max_participants, &ring))) return rc;
+    if (p->ddp.min_survivors < 2)
+        return fed_error(FED_EINVAL, "privacy.mode distributed needs at least 2 surviving clients per round "
+                                     "(clients_per_round %d, secure_aggregation.dropout_fraction %g)",
+                         p->max_participants, cfg->sa_dropout);
+    return fed_rdp_new(&p->acc, NULL, 0);
+}
+
+/* Epsilon so far, plus one more release of `more` shares when more > 0. */
+static int ddp_epsilon(const fed_privacy *p, int more, double *eps) {
+    if (more <= 0) return fed_rdp_epsilon(p->acc, p->delta, p->conversion, eps, NULL);
+    const double *orders, *rdp;
+    int n;
+    fed_rdp_orders(p->acc, &orders, &rdp, &n);
+    fed_rdp *a;
+    int rc = fed_rdp_new(&a, orders, n);
+    if (!rc) rc = fed_rdp_add(a, rdp, n);
+    if (!rc) rc = fed_rdp_compose_ddgauss(a, ddp_l2(p), ddp_sigma2(p), more, (double)p->ddp.dim, 1);
+    if (!rc) rc = fed_rdp_epsilon(a, p->delta, p->conversion, eps, NULL);
+    fed_rdp_free(a);
+    return rc;
+}
 const char *fed_privacy_describe(const fed_privacy *p) { return p ? p->desc : "none"; }
 double fed_privacy_clip(const fed_privacy *p) {
-    if (!p || (p->mode != FED_PRIVACY_DPFEDAVG && p->mode != FED_PRIVACY_LOCAL)) return NAN;
+    if (!p || (p->mode != FED_PRIVACY_DPFEDAVG && p->mode != FED_PRIVACY_LOCAL &&
+               p->mode != FED_PRIVACY_DISTRIBUTED))
+        return NAN;
     return p->adaptive ? p->ac.clip : p->clip;
 }
 
@@ -48,6 +102,7 @@ void fed_privacy_free(fed_privacy *p) {
     if (!p) return;
     free(p->steps);
     free(p->eps);
+    fed_rdp_free(p->acc);
     free(p);
 }
 
@@ -58,7 +113,9 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
     else if (!strcmp(cfg->dp_mode, "dp-sgd")) mode = FED_PRIVACY_DPSGD;
     else if (!strcmp(cfg->dp_mode, "dp-fedavg")) mode = FED_PRIVACY_DPFEDAVG;
     else if (!strcmp(cfg->dp_mode, "local")) mode = FED_PRIVACY_LOCAL;
-    else return fed_error(FED_EINVAL, "privacy.mode '%s' is not one of none, dp-sgd, dp-fedavg, local", cfg->dp_mode);
+    else if (fed_ddp_enabled(cfg)) mode = FED_PRIVACY_DISTRIBUTED;
+    else return fed_error(FED_EINVAL, "privacy.mode '%s' is not one of none, dp-sgd, dp-fedavg, local, distributed",
+                          cfg->dp_mode);
     if (!(cfg->dp_delta > 0 && cfg->dp_delta < 1))
         return fed_error(FED_EINVAL, "privacy.delta must be in (0, 1) (got %g)", cfg->dp_delta);
     if (mode == FED_PRIVACY_DPFEDAVG) {
@@ -70,6 +127,18 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
                              "privacy.mode dp-fedavg works with strategy fedavg, fedavgm, fedprox, fedadam, fedyogi "
                              "or fedadagrad, not %s (its aggregation weights clients unequally)",
                              cfg->strategy);
+    }
+    if (mode == FED_PRIVACY_DISTRIBUTED) {
+        if (!cfg->sa_enabled)
+            return fed_error(FED_EINVAL, "privacy.mode distributed adds the noise inside secure aggregation; set "
+                                         "secure_aggregation.enabled: true (or use privacy.mode dp-fedavg)");
+        if (cfg->dp_adaptive)
+            return fed_error(FED_EINVAL, "privacy.adaptive_clipping does not work with privacy.mode distributed (the "
+                                         "noised count of unclipped updates would need its own secure sum); set a "
+                                         "fixed privacy.clip_norm");
+        if (!fed_strategy_mean_only(cfg->strategy))
+            return fed_error(FED_EINVAL, "privacy.mode distributed works with strategy fedavg, fedavgm, fedprox, "
+                                         "fedadam, fedyogi or fedadagrad, not %s", cfg->strategy);
     }
     fed_privacy *p = calloc(1, sizeof *p);
     if (!p) return fed_error(FED_ENOMEM, "privacy: out of memory");
@@ -97,6 +166,7 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
                       "privacy.noise_multiplier)", fed_last_error());
         goto fail;
     }
+    if (mode == FED_PRIVACY_DISTRIBUTED && (rc = ddp_setup(p, cfg, fed))) goto fail;
     if (mode == FED_PRIVACY_DPSGD || mode == FED_PRIVACY_LOCAL) {
         p->steps = calloc((size_t)p->num_clients, sizeof(long));
         p->eps = calloc((size_t)p->num_clients, sizeof(double));
@@ -117,6 +187,13 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
                  "user-level DP-FedAvg: Poisson client sampling q = %g / %d, %s clip %g, Gaussian noise "
                  "multiplier %g (%s); RDP accountant (%s conversion), delta %g",
                  p->expected, p->num_clients, p->adaptive ? "adaptive" : "fixed", p->clip, p->z, src, conv, p->delta);
+    else if (mode == FED_PRIVACY_DISTRIBUTED)
+        snprintf(p->desc, sizeof p->desc,
+                 "user-level distributed DP under secure aggregation: update clip %g, %d bits, discrete Gaussian "
+                 "shares of variance %.6g steps^2 from each client, calibrated for %d survivors (total noise %g x "
+                 "clip); Kairouz et al. 2021 RDP, no sampling amplification (%s conversion), delta %g",
+                 p->clip, p->ddp.bits, (double)p->ddp.sigma2_num / (double)(p->ddp.sigma2_den ? p->ddp.sigma2_den : 1),
+                 p->ddp.min_survivors, p->z, conv, p->delta);
     else
         snprintf(p->desc, sizeof p->desc,
                  "local DP: update clip %g, Gaussian noise %g x clip added by each client (%s); RDP accountant "
@@ -135,7 +212,7 @@ void fed_privacy_configure(const fed_privacy *p, fed_client_ins *ins) {
     if (p->mode == FED_PRIVACY_DPSGD) {
         ins->dpsgd_clip = (float)p->clip;
         ins->dpsgd_noise = (float)p->z;
-    } else if (p->mode == FED_PRIVACY_DPFEDAVG) {
+    } else if (p->mode == FED_PRIVACY_DPFEDAVG || p->mode == FED_PRIVACY_DISTRIBUTED) {
         ins->update_clip = (float)fed_privacy_clip(p);
     } else if (p->mode == FED_PRIVACY_LOCAL) {
         ins->update_clip = (float)p->clip;
@@ -210,6 +287,7 @@ static int fedavg_epsilon(const fed_privacy *p, long rounds, double *eps) {
 
 int fed_privacy_epsilon_after(const fed_privacy *p, const fed_task *tasks, int k, double *eps) {
     if (!p) { *eps = 0; return 0; }
+    if (p->mode == FED_PRIVACY_DISTRIBUTED) return ddp_epsilon(p, k > 0 ? p->ddp.min_survivors : 0, eps);
     if (p->mode == FED_PRIVACY_DPFEDAVG) return fedavg_epsilon(p, p->rounds + 1, eps);
     double worst = p->eps_max;
     for (int i = 0; i < k; i++) {
@@ -231,6 +309,14 @@ int fed_privacy_account(fed_privacy *p, const fed_result *res, int k) {
         p->rounds++;
         return 0;
     }
+    if (p->mode == FED_PRIVACY_DISTRIBUTED) {
+        /* the clients still OK after the secure round are exactly those whose noise
+         * shares are in the released sum; a failed round released nothing */
+        int m = 0;
+        for (int i = 0; i < k; i++) m += res[i].status == FED_RESULT_OK;
+        p->rounds++;
+        return m > 0 ? fed_rdp_compose_ddgauss(p->acc, ddp_l2(p), ddp_sigma2(p), m, (double)p->ddp.dim, 1) : 0;
+    }
     for (int i = 0; i < k; i++) {
         if (res[i].status != FED_RESULT_OK) continue;   /* nothing left the client */
         int c = res[i].client;
@@ -245,13 +331,21 @@ int fed_privacy_account(fed_privacy *p, const fed_result *res, int k) {
 int fed_privacy_epsilon(const fed_privacy *p, double *eps) {
     if (!p) { *eps = 0; return 0; }
     if (p->mode == FED_PRIVACY_DPFEDAVG) return fedavg_epsilon(p, p->rounds, eps);
+    if (p->mode == FED_PRIVACY_DISTRIBUTED) return ddp_epsilon(p, 0, eps);
     *eps = p->eps_max;
     return 0;
 }
 
-/* State words: [rounds, clip bits, steps[0..N)]. */
+/* State words: [rounds, clip bits, steps[0..N)]; distributed: [rounds, clip bits,
+ * RDP bits at each order] (the rounds' survivor counts differ, so the curve itself). */
+static size_t ddp_orders(const fed_privacy *p) {
+    int n = 0;
+    if (p->acc) fed_rdp_orders(p->acc, NULL, NULL, &n);
+    return (size_t)n;
+}
+
 int fed_privacy_state_size(const fed_privacy *p, size_t *len) {
-    *len = p ? 2 + (p->steps ? (size_t)p->num_clients : 0) : 0;
+    *len = p ? 2 + (p->steps ? (size_t)p->num_clients : 0) + ddp_orders(p) : 0;
     return 0;
 }
 
@@ -263,6 +357,12 @@ int fed_privacy_state_get(const fed_privacy *p, int64_t *w, size_t len) {
     w[0] = p->rounds;
     double c = p->adaptive ? p->ac.clip : p->clip;
     memcpy(&w[1], &c, sizeof c);   /* the exact double, so a resumed run is bit-identical */
+    if (p->acc) {
+        const double *rdp;
+        fed_rdp_orders(p->acc, NULL, &rdp, NULL);
+        for (size_t i = 2; i < need; i++) memcpy(&w[i], &rdp[i - 2], sizeof(double));
+        return 0;
+    }
     for (size_t i = 2; i < need; i++) w[i] = p->steps[i - 2];
     return 0;
 }
@@ -277,6 +377,25 @@ int fed_privacy_state_set(fed_privacy *p, const int64_t *w, size_t len) {
     memcpy(&c, &w[1], sizeof c);
     if (!(c > 0) || !isfinite(c)) return fed_error(FED_EFORMAT, "privacy: checkpoint has a bad clip norm");
     if (p->adaptive) p->ac.clip = c;
+    if (p->acc) {
+        int no;
+        const double *orders;
+        fed_rdp_orders(p->acc, &orders, NULL, &no);
+        double *r = malloc((size_t)no * sizeof *r);
+        if (!r) return fed_error(FED_ENOMEM, "privacy: out of memory");
+        for (int i = 0; i < no; i++) memcpy(&r[i], &w[2 + i], sizeof(double));
+        fed_rdp *fresh = NULL;
+        int rc = fed_rdp_new(&fresh, orders, no);
+        if (!rc && fed_rdp_add(fresh, r, no)) rc = fed_error(FED_EFORMAT, "privacy: checkpoint has a bad RDP curve");
+        free(r);
+        if (rc) {
+            fed_rdp_free(fresh);
+            return rc;
+        }
+        fed_rdp_free(p->acc);
+        p->acc = fresh;
+        return 0;
+    }
     p->eps_max = 0;
     for (size_t i = 2; i < need; i++) {
         int client = (int)(i - 2);

@@ -4,7 +4,11 @@
  * mean and nothing about any one of them. The strategy's server step then sees
  * that mean as a single update. Clients that drop out during the protocol are
  * left out of the sum (down to the threshold t); below t the round fails and
- * the global model stays as it was. */
+ * the global model stays as it was.
+ * With privacy.mode distributed each client instead clips its update to L2 norm C,
+ * rounds it to integers and adds its share of discrete Gaussian noise before masking
+ * (Kairouz, Liu, Steinke 2021; src/secagg/ddp.c): the server unmasks only the noised
+ * sum of the survivors and divides by their count. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/secagg.h"
+#include "ddp_config.h"
 
 struct fed_secure_agg {
     fed_config cfg;
@@ -19,7 +24,9 @@ struct fed_secure_agg {
     const float **updates;
     double *weights;
     uint8_t *drop_at, *included;
+    uint64_t *ids;     /* distributed DP: the clients' ids name their rounding and noise streams */
     int cap;
+    int ddp;           /* privacy.mode distributed */
 };
 
 int fed_secure_agg_new(fed_secure_agg **out, const fed_config *cfg, const fed_federation *fed) {
@@ -28,6 +35,7 @@ int fed_secure_agg_new(fed_secure_agg **out, const fed_config *cfg, const fed_fe
     fed_secure_agg *sa = calloc(1, sizeof *sa);
     if (!sa) return fed_error(FED_ENOMEM, "secure aggregation: out of memory");
     sa->cfg = *cfg;
+    sa->ddp = fed_ddp_enabled(cfg);
     /* the weights (example counts) travel inside the masked vector, scaled by a
      * public bound: the largest client */
     for (int i = 0; i < fed->num_clients; i++)
@@ -43,6 +51,7 @@ void fed_secure_agg_free(fed_secure_agg *sa) {
     free(sa->weights);
     free(sa->drop_at);
     free(sa->included);
+    free(sa->ids);
     free(sa);
 }
 
@@ -50,13 +59,14 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
                          fed_secure_agg_report *rep) {
     memset(rep, 0, sizeof *rep);
     if (k > sa->cap) {
-        free(sa->updates); free(sa->weights); free(sa->drop_at); free(sa->included);
+        free(sa->updates); free(sa->weights); free(sa->drop_at); free(sa->included); free(sa->ids);
+        sa->ids = malloc((size_t)k * sizeof *sa->ids);
         sa->updates = malloc((size_t)k * sizeof *sa->updates);
         sa->weights = malloc((size_t)k * sizeof *sa->weights);
         sa->drop_at = malloc((size_t)k);
         sa->included = malloc((size_t)k);
         sa->cap = k;
-        if (!sa->updates || !sa->weights || !sa->drop_at || !sa->included) {
+        if (!sa->updates || !sa->weights || !sa->drop_at || !sa->included || !sa->ids) {
             sa->cap = 0;
             return fed_error(FED_ENOMEM, "secure aggregation: out of memory for %d clients", k);
         }
@@ -69,6 +79,7 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
         if (res[i].status != FED_RESULT_OK) continue;
         sa->updates[m] = res[i].delta;
         sa->weights[m] = (double)res[i].num_examples;
+        sa->ids[m] = (uint64_t)res[i].client;
         who[m++] = i;
     }
     rep->participants = m;
@@ -100,7 +111,14 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
     double p[4] = {c->sa_stage_dropout, c->sa_stage_dropout, c->sa_stage_dropout, c->sa_stage_dropout};
     fed_secagg_drop_schedule(m, p, c->seed, (uint64_t)round, sa->drop_at);
     fed_secagg_stats st;
-    rc = fed_secagg_mean(&pc, &enc, m, sa->updates, sa->weights, n, sa->drop_at, mean, sa->included, &st);
+    if (sa->ddp) {
+        /* equal weights, as DP-FedAvg: a client's influence is bounded by the clip alone */
+        fed_secagg_ddp dp;
+        rc = fed_ddp_params(c, n, (uint64_t)round, &dp);
+        if (!rc) rc = fed_secagg_ddp_mean(&pc, &dp, m, sa->updates, sa->ids, n, sa->drop_at, mean, sa->included, &st);
+    } else {
+        rc = fed_secagg_mean(&pc, &enc, m, sa->updates, sa->weights, n, sa->drop_at, mean, sa->included, &st);
+    }
     rep->degree = pc.degree <= 0 || pc.degree >= m - 1 ? m - 1 : pc.degree;
     rep->threshold = pc.threshold;
     if (rc) goto out;
@@ -120,6 +138,15 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
         }
     }
 out:
+    if (rc && sa->ddp) {
+        /* nothing was released: no client's update is in the model, and the
+         * accountant (which counts the finished clients) records no release */
+        for (int j = 0; j < m; j++) {
+            fed_result *rr = &res[who[j]];
+            rr->status = FED_RESULT_DROPPED;
+            snprintf(rr->error, sizeof rr->error, "secure aggregation round failed");
+        }
+    }
     free(who);
     return rc;
 }
