@@ -2,8 +2,9 @@
  * Spawns `federate server` (a separate process, so its CPU time is its own)
  * and plays N enrolled clients from this one process with libcurl's multi
  * interface: one persistent connection each, every request Ed25519-signed as in
- * docs/protocol.md. Clients skip training and upload a random update of the
- * model's size. Checks through /metrics, /api/rounds and /api/clients that
+ * docs/protocol.md. Clients skip training (or, with --train-s, wait as long as
+ * local training would take before they upload) and upload a random update of
+ * the model's size. Checks through /metrics, /api/rounds and /api/clients that
  * every update was accepted exactly once, and reports the coordinator's CPU
  * time per accepted update and, with --wire-baseline, the protocol's share of
  * a round beyond the bytes on the wire (docs/deploy.md, "Benchmarks"). */
@@ -41,7 +42,7 @@ extern char **environ;
 #define BC "bench coordinator"
 #define TRAIN_N 600
 
-enum { S_REGISTER, S_TASK, S_MODEL, S_RESULT, S_EVAL, S_HOLD, S_DONE };
+enum { S_REGISTER, S_TASK, S_MODEL, S_TRAIN, S_RESULT, S_EVAL, S_HOLD, S_DONE };
 
 typedef struct bclient {
     int id;
@@ -56,6 +57,7 @@ typedef struct bclient {
     int64_t down_bytes;
     char eval_body[128];
     int accepted, rejected, errors;
+    double ready_at;          /* S_TRAIN: when its emulated local training ends */
 } bclient;
 
 typedef struct bench {
@@ -75,6 +77,8 @@ typedef struct bench {
     int server_sockets;
     int64_t accepted, rejected, errors, finished;
     int holding;
+    double train_s, train_spread;   /* emulated local training: train_s * (1 +- spread) per client */
+    int training;                   /* clients in S_TRAIN */
 } bench;
 
 static double proc_cpu(pid_t pid, double *user) {
@@ -285,6 +289,14 @@ static int step(bench *B, CURLM *m, bclient *c, CURLcode cc) {
             B->errors++;
             return start_task(B, m, c);
         }
+        if (c->kind == 1 && B->train_s > 0) {
+            /* client i trains for train_s * (1 + spread * u_i), u_i spread evenly over [-1, 1] */
+            double u = B->n > 1 ? 2.0 * c->id / (B->n - 1) - 1.0 : 0.0;
+            c->ready_at = cli_now() + B->train_s * (1.0 + B->train_spread * u);
+            c->state = S_TRAIN;
+            B->training++;
+            return 0;
+        }
         if (c->kind == 1)
             return start_req(B, m, c, S_RESULT, "POST", "/v1/result", B->bodies[c->round], B->body_len[c->round],
                              B->body_hash[c->round]);
@@ -471,7 +483,7 @@ static void raise_fd_limit(void) {
 int cmd_bench_coordinator(int argc, char **argv) {
     int n = 100, rounds = 3, tls = 0, keep = 0, baseline = 0, long_poll = 20;
     const char *model = "mlp", *hidden = "32", *dir_arg = NULL, *server_bin = NULL;
-    double timeout = 600;
+    double timeout = 600, train_s = 0, train_spread = 0.2;
     static const char *const models[] = {"mlp", "cnn", "cnn-dp", NULL};
     const arg_spec specs[] = {
         {"clients", ARG_INT, &n, "simulated clients, all selected every round (default 100)", 1, 100000, NULL},
@@ -481,6 +493,11 @@ int cmd_bench_coordinator(int argc, char **argv) {
         {"tls", ARG_FLAG, &tls, "serve over TLS with a test CA (default plain HTTP on loopback)", NO_RANGE, NULL},
         {"wire-baseline", ARG_FLAG, &baseline, "also time the same bytes over plain TCP and report the protocol's share",
          NO_RANGE, NULL},
+        {"train-s", ARG_FLOAT, &train_s,
+         "emulate local training: each client waits this long between its download and its upload (default 0)", 0, 3600,
+         NULL},
+        {"train-spread", ARG_FLOAT, &train_spread, "with --train-s: client times spread evenly over train-s * (1 +- this) "
+         "(default 0.2)", 0, 0.99, NULL},
         {"long-poll", ARG_INT, &long_poll, "server.long_poll seconds (default 20)", 1, 600, NULL},
         {"timeout", ARG_FLOAT, &timeout, "give up after this many seconds (default 600)", 1, 86400, NULL},
         {"dir", ARG_STRING, &dir_arg, "work folder (default a fresh one under $TMPDIR, removed afterwards)", NO_RANGE, NULL},
@@ -503,6 +520,7 @@ int cmd_bench_coordinator(int argc, char **argv) {
     }
     bench B = {0};
     B.n = n, B.rounds = rounds, B.tls = tls, B.model = model, B.pid = -1;
+    B.train_s = train_s, B.train_spread = train_spread;
     bclient *cl = calloc((size_t)n, sizeof *cl);
     fed_model *proto = NULL;
     fed_allowlist *al = NULL;
@@ -687,6 +705,16 @@ int cmd_bench_coordinator(int argc, char **argv) {
             curl_multi_remove_handle(m, msg->easy_handle);
             if (c && (rc = step(&B, m, c, cc))) { cli_fail(BC, "request", rc); goto out; }
         }
+        if (B.training > 0) {
+            double now = cli_now();
+            for (int i = 0; i < n; i++) {
+                bclient *c = &cl[i];
+                if (c->state != S_TRAIN || now < c->ready_at) continue;
+                B.training--;
+                if ((rc = start_req(&B, m, c, S_RESULT, "POST", "/v1/result", B.bodies[c->round], B.body_len[c->round],
+                                    B.body_hash[c->round]))) { cli_fail(BC, "request", rc); goto out; }
+            }
+        }
         if (stage == 0 && B.holding + B.finished >= n) {
             /* every client delivered its last update: wait for the run to end, read the counters, let them go */
             for (int i = 0; i < 600; i++) {
@@ -709,7 +737,7 @@ int cmd_bench_coordinator(int argc, char **argv) {
             keep = 1;
             goto out;
         }
-        if (B.finished < n) curl_multi_poll(m, NULL, 0, 100, NULL);
+        if (B.finished < n) curl_multi_poll(m, NULL, 0, B.training > 0 ? 2 : 100, NULL);
     }
     int st = 0;
     waitpid(B.pid, &st, 0);
@@ -778,7 +806,18 @@ int cmd_bench_coordinator(int argc, char **argv) {
         printf("overhead_beyond_wire_ms_per_update: %.3f\n",
                win_updates > 0 ? 1000.0 * cpu / (double)win_updates - 1000.0 * wcpu / n : NAN);
         printf("wire_s: %.3f\n", w);
-        printf("protocol_overhead_pct: %.1f\n", 100.0 * (rs - w) / rs);
+        if (train_s > 0) {
+            /* On the round's critical path: every download (sent at once when the
+             * round opens), the slowest client's training and its one upload;
+             * the other uploads overlap with training that is still going on. */
+            double train_max = train_s * (1.0 + (n > 1 ? train_spread : 0.0));
+            double crit_wire = w / 2 + w / (2.0 * n);
+            printf("train_s_max: %.3f\n", train_max);
+            printf("critical_wire_s: %.3f\n", crit_wire);
+            printf("protocol_overhead_pct: %.1f\n", 100.0 * (rs - train_max - crit_wire) / rs);
+        } else {
+            printf("protocol_overhead_pct: %.1f\n", 100.0 * (rs - w) / rs);
+        }
     }
     printf("setup_s: %.1f\n", t_served - t_start);
     printf("wall_s: %.1f\n", wall);
