@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "run_note.h"
 #include "federate/error.h"
 #include "federate/rng.h"
 #include "federate/safetensors.h"
@@ -617,14 +618,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
                           version == cfg->num_rounds || stop || out->target_round))
                 if ((rc = save_checkpoint(&A, store, run_id, version, seq, now, e))) goto done;
             if (out->target_round) {
-                fprintf(stderr, "federate: target_accuracy %g%% reached at server step %d (test accuracy %.2f%%); stopping\n",
-                        cfg->target_accuracy, version, 100 * m.test_accuracy);
-                if (store) {
-                    char note[160];
-                    snprintf(note, sizeof note, "stopped at server step %d: test accuracy %.2f%% reached target_accuracy %g%%",
-                             version, 100 * m.test_accuracy, cfg->target_accuracy);
-                    fed_store_run_set_text(store, run_id, "target", note);
-                }
+                fed_run_note_target(store, run_id, "server step", version, m.test_accuracy, cfg->target_accuracy);
                 break;
             }
             if (stop) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "run_note.h"
 #include "federate/compress.h"
 #include "federate/error.h"
 #include "federate/fl.h"
@@ -203,6 +204,16 @@ static int checkpoint(run_state *s, fed_store *store, int64_t run_id, int round)
     free(mbuf);
     free(sbuf);
     return rc;
+}
+
+void fed_run_note_target(fed_store *store, int64_t run_id, const char *unit, int at, double accuracy, double target) {
+    fprintf(stderr, "federate: target_accuracy %g%% reached at %s %d (test accuracy %.2f%%); stopping\n", target, unit,
+            at, 100 * accuracy);
+    if (!store) return;
+    char note[160];
+    snprintf(note, sizeof note, "stopped at %s %d: test accuracy %.2f%% reached target_accuracy %g%%", unit, at,
+             100 * accuracy, target);
+    fed_store_run_set_text(store, run_id, "target", note);
 }
 
 /* The global model of an evaluated round, for `federate export --round`. */
@@ -645,14 +656,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
             opts->on_round(opts->ctx, cfg, &rep);
         }
         if (out->target_round) {
-            fprintf(stderr, "federate: target_accuracy %g%% reached at round %d (test accuracy %.2f%%); stopping\n",
-                    cfg->target_accuracy, round, 100 * m.test_accuracy);
-            if (store) {
-                char note[160];
-                snprintf(note, sizeof note, "stopped at round %d: test accuracy %.2f%% reached target_accuracy %g%%",
-                         round, 100 * m.test_accuracy, cfg->target_accuracy);
-                fed_store_run_set_text(store, run_id, "target", note);
-            }
+            fed_run_note_target(store, run_id, "round", round, m.test_accuracy, cfg->target_accuracy);
             break;
         }
         if (opts && opts->stop && *opts->stop && round < cfg->num_rounds) {
