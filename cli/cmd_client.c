@@ -33,6 +33,9 @@ int cmd_client(int argc, char **argv) {
         {"compress", ARG_FLAG, &o.compress, "zstd-compress uploads", NO_RANGE, NULL},
         {"insecure-plaintext", ARG_FLAG, &o.insecure_plaintext, "allow http:// to a loopback server (tests)", NO_RANGE, NULL},
         {"quiet", ARG_FLAG, &o.quiet, "no progress lines", NO_RANGE, NULL},
+        {"min-noise-multiplier", ARG_FLOAT, &o.min_noise_multiplier,
+         "refuse rounds without privacy.mode distributed at this noise multiplier or more (default 0 = trust the "
+         "coordinator)", 0, 1e6, NULL},
         ARG_END,
     };
     int rc = args_parse("client", "--server https://HOST:PORT --id ID --data DIR --key FILE [FLAGS]", specs, argc, argv,

@@ -26,9 +26,11 @@ static void on_round(void *ctx, const fed_config *cfg, const fed_round_report *r
     const fed_round_metrics *m = &r->m;
     char acc[32] = "-";
     if (!isnan(m->test_accuracy)) snprintf(acc, sizeof acc, "%.2f%%", 100 * m->test_accuracy);
-    printf("round %3d/%d  test_acc %7s  train_loss %.4f  clients %d/%d (%d dropped)  up %lld B  down %lld B  %.1fs\n",
+    char dp[32] = "";
+    if (!isnan(m->epsilon)) snprintf(dp, sizeof dp, "  eps %.3f", m->epsilon);
+    printf("round %3d/%d  test_acc %7s  train_loss %.4f  clients %d/%d (%d dropped)  up %lld B  down %lld B  %.1fs%s\n",
            m->round, cfg->num_rounds, acc, m->train_loss_mean, m->finished, m->selected, m->dropped,
-           (long long)m->bytes_up, (long long)m->bytes_down, m->wall_s);
+           (long long)m->bytes_up, (long long)m->bytes_down, m->wall_s, dp);
     fflush(stdout);
 }
 
@@ -118,6 +120,11 @@ int cmd_server(int argc, char **argv) {
     printf("bytes_up: %lld\n", (long long)res.bytes_up);
     printf("bytes_down: %lld\n", (long long)res.bytes_down);
     printf("final_accuracy: %.2f\n", 100 * res.final_accuracy);
+    if (strcmp(cfg.dp_mode, "none") != 0) {
+        /* as federate run prints it: the accountant's figure for what was released */
+        printf("epsilon: %.4f\n", res.epsilon);
+        printf("delta: %g\n", cfg.dp_delta);
+    }
     fed_run_result_free(&res);
     return 0;
 }

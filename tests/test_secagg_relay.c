@@ -3,7 +3,11 @@
  * (src/net/secagg_daemon.c) on threads, their requests handed straight to
  * fed_secagg_relay_request. The weighted mean of the survivors comes out; a
  * client that vanishes mid-protocol and one that sends a malformed message
- * are dropped; below the threshold the round fails; bad requests get 4xx. */
+ * are dropped; below the threshold the round fails; bad requests get 4xx.
+ * privacy.mode distributed: the clients' noised shares give the noised mean, a
+ * client refuses a noise multiplier below its floor, too few survivors after
+ * the masked inputs fail the round before unmasking, and malformed setups are
+ * refused by the client. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 #include "federate/error.h"
 #include "federate/fl.h"
 #include "federate/rng.h"
+#include "federate/secagg.h"
 #include "net/secagg_relay.h"
 
 #define D 300
@@ -23,6 +28,7 @@ typedef struct cl {
     int die_stage, cut_stage;   /* -1: never */
     float delta[D];
     long weight;
+    double min_noise;           /* --min-noise-multiplier */
     uint8_t *resp;
     size_t resp_len;
     int rc;
@@ -49,8 +55,29 @@ static int call(void *ctx, const char *method, const char *path, int64_t run, in
 
 static void *client_main(void *p) {
     cl *c = p;
-    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, 1);
+    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, c->min_noise, 1);
     return NULL;
+}
+
+/* A coordinator that only ever answers stage 0 with a given setup. */
+typedef struct fake {
+    const char *setup;
+    int posts;
+} fake;
+
+static int fake_call(void *ctx, const char *method, const char *path, int64_t run, int round, const void *body,
+                     size_t len, double timeout_s, const uint8_t **resp, size_t *resp_len) {
+    (void)path; (void)run; (void)round; (void)body; (void)len; (void)timeout_s;
+    fake *f = ctx;
+    if (!strcmp(method, "POST")) {
+        f->posts++;
+        *resp = NULL;
+        *resp_len = 0;
+        return 409;
+    }
+    *resp = (const uint8_t *)f->setup;
+    *resp_len = strlen(f->setup);
+    return 200;
 }
 
 typedef struct drv {
@@ -60,11 +87,13 @@ typedef struct drv {
     float *mean;
     fed_secure_agg_report rep;
     int rc;
+    char err[1024];             /* fed_last_error() is per thread */
 } drv;
 
 static void *driver_main(void *p) {
     drv *d = p;
     d->rc = fed_secagg_relay_round(d->relay, 7, d->round, 100, d->res, d->k, d->mean, D, &d->rep);
+    if (d->rc) snprintf(d->err, sizeof d->err, "%s", fed_last_error());
     return NULL;
 }
 
@@ -103,7 +132,7 @@ int main(void) {
     }
     c[3].cut_stage = 0;
     c[5].die_stage = 2;
-    drv dv = {relay, 1, 6, res, mean, {0}, 0};
+    drv dv = {relay, 1, 6, res, mean, {0}, 0, {0}};
     pthread_t th[6], dt;
     pthread_create(&dt, NULL, driver_main, &dv);
     for (int i = 0; i < 6; i++)
@@ -149,7 +178,7 @@ int main(void) {
         c[i].cut_stage = -1;
         res[i].status = FED_RESULT_OK;
     }
-    drv d2 = {relay, 2, 3, res, mean, {0}, 0};
+    drv d2 = {relay, 2, 3, res, mean, {0}, 0, {0}};
     pthread_create(&dt, NULL, driver_main, &d2);
     for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
     for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
@@ -161,12 +190,113 @@ int main(void) {
     /* one participant: refused before the protocol starts */
     res[0].status = FED_RESULT_OK;
     res[1].status = res[2].status = FED_RESULT_FAILED;
-    drv d3 = {relay, 3, 3, res, mean, {0}, 0};
+    drv d3 = {relay, 3, 3, res, mean, {0}, 0, {0}};
     driver_main(&d3);
     CHECK(d3.rc == FED_ESTATE);
     CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 3, "/v1/secagg/3/0", NULL, 0, &out, &ol, &ct, err, sizeof err) == 409);
     for (int i = 0; i < 6; i++) free(c[i].resp);
     fed_secagg_relay_free(relay);
     fed_secagg_relay_free(NULL);
+
+    /* privacy.mode distributed: 6 per round, dropout 0.3, so the noise is split
+     * among 5 shares (fed_ddp_min_survivors); clip 10 leaves the updates unclipped */
+    fed_config dc = cfg;
+    snprintf(dc.dp_mode, sizeof dc.dp_mode, "distributed");
+    dc.clients_per_round = 6;
+    dc.sa_dropout = 0.3;
+    dc.dp_clip = 10;
+    dc.dp_noise_multiplier = 0.01;
+    CHECK_OK(fed_secagg_relay_new(&relay, &dc, 1.0, 1, &stop));
+    /* round 4: client 5 asks for more noise than announced and stays out; the other 5
+     * are enough */
+    for (int i = 0; i < 6; i++) {
+        c[i] = (cl){.relay = relay, .client = i, .round = 4, .run = 7, .die_stage = -1, .cut_stage = -1,
+                    .weight = 10 + 15 * i, .delta = {0}};
+        for (int j = 0; j < D; j++) c[i].delta[j] = (float)(fed_rng_uniform(&r) - 0.5);
+        res[i] = (fed_result){.client = i, .status = FED_RESULT_OK, .num_examples = c[i].weight, .delta = c[i].delta};
+    }
+    c[5].min_noise = 0.5;
+    c[0].min_noise = 0.01; /* met exactly */
+    drv d4 = {relay, 4, 6, res, mean, {0}, 0, {0}};
+    pthread_create(&dt, NULL, driver_main, &d4);
+    for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK_OK(d4.rc);
+    for (int i = 0; i < 5; i++) CHECK_OK(c[i].rc);
+    CHECK(c[5].rc == FED_ERANGE);
+    CHECK(d4.rep.participants == 6 && d4.rep.survivors == 5);
+    for (int i = 0; i < 5; i++) CHECK(res[i].status == FED_RESULT_OK);
+    CHECK(res[5].status == FED_RESULT_DROPPED);
+    /* equal weights; the noise on the mean has standard deviation z C sqrt(5 / 5) / 5 */
+    double se = 0;
+    for (int j = 0; j < D; j++) {
+        double want = 0;
+        for (int i = 0; i < 5; i++) want += c[i].delta[j] / 5.0;
+        se += (want - (double)mean[j]) * (want - (double)mean[j]);
+    }
+    double rms = sqrt(se / D), sd = 0.01 * 10 / 5;
+    CHECK(rms > 0.7 * sd && rms < 1.3 * sd);
+
+    /* round 5: two of six vanish before their masked inputs: 4 < 5 shares, so the
+     * relay does not open the unmasking stage and nobody counts as released */
+    for (int i = 0; i < 6; i++) {
+        c[i].round = 5;
+        c[i].min_noise = 0;
+        c[i].die_stage = i >= 4 ? 2 : -1;
+        res[i].status = FED_RESULT_OK;
+    }
+    drv d5 = {relay, 5, 6, res, mean, {0}, 0, {0}};
+    pthread_create(&dt, NULL, driver_main, &d5);
+    for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK(d5.rc == FED_ESTATE);
+    CHECK(strstr(d5.err, "not unmasked"));
+    for (int i = 0; i < 6; i++) CHECK(c[i].rc != 0 && res[i].status == FED_RESULT_DROPPED);
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 5, "/v1/secagg/5/3", NULL, 0, &out, &ol, &ct, err, sizeof err) == 409);
+    CHECK(strstr(err, "failed"));
+
+    /* round 6: four finished training, fewer than the 5 shares: not even started */
+    for (int i = 0; i < 6; i++) res[i].status = i < 4 ? FED_RESULT_OK : FED_RESULT_FAILED;
+    drv d6 = {relay, 6, 6, res, mean, {0}, 0, {0}};
+    driver_main(&d6);
+    CHECK(d6.rc == FED_ESTATE && strstr(fed_last_error(), "does not start"));
+    for (int i = 0; i < 4; i++) CHECK(res[i].status == FED_RESULT_DROPPED);
+    for (int i = 0; i < 6; i++) free(c[i].resp);
+    fed_secagg_relay_free(relay);
+
+    /* a coordinator announcing something malformed or unacceptable: the client says what */
+    const char *base = "{\"run_id\":7,\"round\":1,\"n\":3,\"degree\":-1,\"threshold\":2,\"ring_bits\":40,\"graph_seed\":"
+                       "\"0000000000000000000000000000000000000000000000000000000000000000\",\"clip\":1,\"bits\":16,"
+                       "\"weight_max\":100,\"stage_timeout_s\":1,\"id\":0";
+    struct { const char *extra; double floor; int want; const char *says; } bad[] = {
+        {",\"mode\":\"central\"}", 0, FED_EFORMAT, "\"mode\""},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":-1,\"min_survivors\":2,\"dim\":300}", 0,
+         FED_EFORMAT, "noise_multiplier"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":4,\"dim\":300}", 0,
+         FED_EFORMAT, "min_survivors"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":0,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300}", 0,
+         FED_EFORMAT, "ddp_clip"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":299}", 0,
+         FED_ESHAPE, "299 coordinates"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2}", 0, FED_EFORMAT,
+         "\"dim\""},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300}", 2,
+         FED_ERANGE, "--min-noise-multiplier 2"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1e-6,\"min_survivors\":2,\"dim\":300}", 0,
+         FED_ERANGE, "1/4"},
+        {"}", 1, FED_ERANGE, "without distributed DP"},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        char js[1024];
+        snprintf(js, sizeof js, "%s%s", base, bad[b].extra);
+        fake f = {js, 0};
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, bad[b].floor, 1);
+        if (rc != bad[b].want || !strstr(fed_last_error(), bad[b].says))
+            fprintf(stderr, "setup %zu: %d %s\n", b, rc, fed_last_error());
+        CHECK(rc == bad[b].want && strstr(fed_last_error(), bad[b].says));
+        CHECK(f.posts == 0); /* refused before its first message */
+    }
     TEST_PASS("secagg_relay");
 }

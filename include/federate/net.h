@@ -170,6 +170,10 @@ typedef struct fed_client_opts {
     int compress;              /* zstd-compress uploads */
     int threads;               /* BLAS threads for training (1) */
     int quiet;
+    /* Refuse rounds whose update would leave this client with less than distributed
+     * DP noise of this multiplier (privacy.mode distributed, announced by the
+     * coordinator): 0 trusts the coordinator with whatever the run does. */
+    double min_noise_multiplier;
 } fed_client_opts;
 
 /* Registers, then fetches and runs tasks until the server says the federation

@@ -2,6 +2,7 @@
 #include "federate/error.h"
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
@@ -27,9 +28,13 @@ const char *fed_last_error(void) { return last_error; }
 void fed_clear_error(void) { last_error[0] = '\0'; }
 
 int fed_error(int code, const char *fmt, ...) {
+    /* formatted aside first: callers may wrap the previous message, passing
+     * fed_last_error() as an argument, and vsnprintf must not overlap its source */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return code;
 }

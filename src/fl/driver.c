@@ -289,12 +289,6 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     if ((rc = fed_selector_init(&S.sel, cfg->client_selection, S.fed.num_clients))) goto done;
     if ((rc = fed_sysim_new(&S.sim, cfg, &S.sel, S.fed.num_clients, (double)((S.n + S.nb) * sizeof(float))))) goto done;
     if ((rc = fed_privacy_new(&S.priv, cfg, &S.fed))) goto done;
-    if (opts && opts->transport && fed_privacy_mode(S.priv) == FED_PRIVACY_DISTRIBUTED) {
-        /* the client daemons run the plain secure aggregation protocol */
-        rc = fed_error(FED_EUNSUPPORTED, "privacy.mode distributed runs in simulation only: networked clients do not "
-                                         "add their noise shares yet");
-        goto done;
-    }
     if (S.priv && S.nb && fed_privacy_mode(S.priv) != FED_PRIVACY_DPSGD) {
         /* BatchNorm statistics would leave the clients un-noised */
         rc = fed_error(FED_EUNSUPPORTED, "privacy.mode %s: model %s has BatchNorm statistics that would be shared "

@@ -2,7 +2,10 @@
  * training, the client fetches the round's public parameters, then for each of
  * the four stages posts its message and long-polls for the server's message
  * opening the next one (Bonawitz et al., CCS 2017). Its update leaves it only
- * quantized and masked. Protocol: docs/protocol.md, "Secure aggregation". */
+ * quantized and masked. With privacy.mode distributed it is clipped, rounded and
+ * noised with a discrete Gaussian share from this client's own CSPRNG before masking
+ * (Kairouz et al. 2021, src/secagg/ddp.c), so what the coordinator unmasks is already
+ * private. Protocol: docs/protocol.md, "Secure aggregation"; trust: docs/privacy.md. */
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include "federate/crypto.h"
+#include "federate/dp.h"
 #include "federate/error.h"
 #include "federate/secagg.h"
 #include "secagg_relay.h"
@@ -86,9 +90,39 @@ static int jnum(json_t *j, const char *key, double *v) {
     return 0;
 }
 
+/* privacy.mode distributed as the coordinator announces it (absent "mode": plain
+ * secure aggregation). */
+typedef struct ddp_setup {
+    int on;
+    double clip, z;
+    long min_survivors, dim;
+} ddp_setup;
+
+static int parse_ddp(json_t *j, long n, ddp_setup *dd) {
+    memset(dd, 0, sizeof *dd);
+    json_t *mode = json_object_get(j, "mode");
+    if (!mode) return 0;
+    if (!json_is_string(mode) || strcmp(json_string_value(mode), "distributed"))
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"mode\" must be \"distributed\" (or absent for plain "
+                                      "secure aggregation)");
+    json_t *z = json_object_get(j, "noise_multiplier");
+    if (!json_is_number(z) || !isfinite(json_number_value(z)) || json_number_value(z) < 0)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"noise_multiplier\" must be a number >= 0");
+    dd->z = json_number_value(z);
+    int rc;
+    /* the noise is split among min_survivors shares: more of them than there are
+     * participants would shrink each share below what any sum the coordinator can
+     * release needs */
+    if ((rc = jnum(j, "ddp_clip", &dd->clip)) || (rc = jint(j, "min_survivors", 1, n, &dd->min_survivors)) ||
+        (rc = jint(j, "dim", 1, 1L << 40, &dd->dim)))
+        return rc;
+    dd->on = 1;
+    return 0;
+}
+
 /* The round's parameters from stage 0's JSON. */
 static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed_secagg_cfg *pc, fed_secagg_enc *enc,
-                       uint32_t *id, double *stage_timeout) {
+                       ddp_setup *dd, uint32_t *id, double *stage_timeout) {
     json_error_t je;
     json_t *j = json_loadb((const char *)p, len, 0, &je);
     if (!j || !json_is_object(j)) {
@@ -96,14 +130,14 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
         return fed_error(FED_EFORMAT, "secure aggregation setup is not a JSON object");
     }
     long n = 0, deg = 0, t = 0, rb = 0, bits = 0, uid = 0, r = 0, rid = 0;
-    double clip, wmax, st = 60;
+    double clip = 0, wmax = 0, st = 60;
     const char *seed = json_string_value(json_object_get(j, "graph_seed"));
     int rc;
     if ((rc = jint(j, "n", 2, 1 << 24, &n)) || (rc = jint(j, "degree", -1, 1 << 24, &deg)) ||
         (rc = jint(j, "threshold", 1, 1 << 24, &t)) || (rc = jint(j, "ring_bits", 1, 64, &rb)) ||
         (rc = jint(j, "bits", 1, 52, &bits)) || (rc = jint(j, "id", 0, n - 1, &uid)) ||
         (rc = jint(j, "round", 0, 1L << 30, &r)) || (rc = jint(j, "run_id", 0, 1L << 62, &rid)) ||
-        (rc = jnum(j, "clip", &clip)) || (rc = jnum(j, "weight_max", &wmax))) {
+        (rc = jnum(j, "clip", &clip)) || (rc = jnum(j, "weight_max", &wmax)) || (rc = parse_ddp(j, n, dd))) {
         json_decref(j);
         return rc;
     }
@@ -138,8 +172,41 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
     return 0;
 }
 
+/* Builds this client's noise share mechanism from the announced parameters, after
+ * checking them against what this client holds and accepts. */
+static int ddp_mechanism(const ddp_setup *dd, const fed_secagg_cfg *pc, const fed_secagg_enc *enc, size_t n,
+                         int round, double min_noise, fed_secagg_ddp *dp) {
+    char why[512];
+    if ((size_t)dd->dim != n)
+        return fed_error(FED_ESHAPE, "secure aggregation setup: distributed DP for updates of %ld coordinates, this "
+                                     "client's model has %zu", dd->dim, n);
+    if (dd->z < min_noise)
+        return fed_error(FED_ERANGE, "secure aggregation: the coordinator announces distributed DP with noise "
+                                     "multiplier %g, below this client's --min-noise-multiplier %g; not taking part",
+                         dd->z, min_noise);
+    /* the rounding and the noise must be unpredictable to the coordinator: a secure
+     * noise source, and a fresh seed for the rounding stream */
+    uint64_t seed;
+    fed_crypto_random(&seed, sizeof seed);
+    int rc = fed_secagg_ddp_init(dp, dd->clip, enc->bits, dd->z, n, (int)dd->min_survivors, FED_DP_NOISE_SECURE, seed,
+                                 (uint64_t)round);
+    fed_crypto_wipe(&seed, sizeof seed);
+    if (rc) {
+        snprintf(why, sizeof why, "%s", fed_last_error());
+        return fed_error(rc, "secure aggregation setup: the coordinator's distributed DP parameters do not work "
+                             "here: %s", why);
+    }
+    /* a ring too small for the noised sum would wrap it: the round's mean is garbage */
+    int need;
+    if ((rc = fed_secagg_ddp_ring_bits(dp, pc->n, &need))) return rc;
+    if (pc->ring_bits < need)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: ring_bits %d cannot hold %d clients' noised sum "
+                                      "(%d needed)", pc->ring_bits, pc->n, need);
+    return 0;
+}
+
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
-                            size_t n, long num_examples, int long_poll_s, double wait_s, int quiet) {
+                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise, int quiet) {
     const uint8_t *resp = NULL;
     size_t rl = 0;
     fed_secagg_client *sc = NULL;
@@ -150,14 +217,29 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
     if (rc) return rc;
     fed_secagg_cfg pc;
     fed_secagg_enc enc;
+    fed_secagg_ddp dp;
+    ddp_setup dd;
     uint32_t id = 0;
     double stage_timeout = 60;
-    if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &id, &stage_timeout))) return rc;
-    if ((double)num_examples > enc.weight_max)
+    memset(&dp, 0, sizeof dp);
+    if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &dd, &id, &stage_timeout))) return rc;
+    if (dd.on) {
+        if ((rc = ddp_mechanism(&dd, &pc, &enc, n, round, min_noise, &dp))) {
+            fed_crypto_wipe(&dp, sizeof dp);
+            return rc;
+        }
+    } else if (min_noise > 0) {
+        /* this client's floor holds for every round: plain secure aggregation adds no noise */
+        return fed_error(FED_ERANGE, "secure aggregation: the coordinator runs it without distributed DP, and this "
+                                     "client's --min-noise-multiplier %g asks for noise; not taking part", min_noise);
+    } else if ((double)num_examples > enc.weight_max) {
+        /* the weight travels in the masked vector only in the plain protocol */
         return fed_error(FED_EINVAL, "secure aggregation: %ld examples exceed the round's weight bound %.0f", num_examples,
                          enc.weight_max);
+    }
+    size_t L = dd.on ? n : n + 1;  /* distributed DP: equal weights, no weight coordinate */
     double stage_wait = stage_timeout + 2.0 * long_poll_s + 30;
-    if ((rc = fed_secagg_client_new(&sc, &pc, id))) return rc;
+    if ((rc = fed_secagg_client_new(&sc, &pc, id))) goto out;
     if ((rc = fed_secagg_client_advertise(sc, &msg, &ml))) goto out;
     for (int s = 0;; s++) {
         rc = post_stage(call, ctx, run, round, s, msg, ml);
@@ -174,21 +256,33 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
         memcpy(in, resp, rl);
         if (s + 1 == 1) rc = fed_secagg_client_share_keys(sc, in, rl, &msg, &ml);
         else if (s + 1 == 2) {
-            if (!(x = malloc((n + 1) * sizeof *x))) {
+            if (!(x = malloc(L * sizeof *x))) {
                 rc = fed_error(FED_ENOMEM, "out of memory for %zu coordinates", n);
                 break;
             }
-            if (!(rc = fed_secagg_encode(&enc, (int)id, delta, n, (double)num_examples, x)))
-                rc = fed_secagg_client_masked_input(sc, in, rl, x, n + 1, &msg, &ml);
-            fed_crypto_wipe(x, (n + 1) * sizeof *x);
+            /* the client's id names its rounding and noise streams; both are seeded
+             * from this client's own randomness */
+            if (dd.on) rc = fed_secagg_ddp_encode(&dp, (uint64_t)client, delta, n, pc.ring_bits, x);
+            else rc = fed_secagg_encode(&enc, (int)id, delta, n, (double)num_examples, x);
+            if (!rc) rc = fed_secagg_client_masked_input(sc, in, rl, x, L, &msg, &ml);
+            fed_crypto_wipe(x, L * sizeof *x);
         } else
             rc = fed_secagg_client_unmask(sc, in, rl, &msg, &ml);
         if (rc) break;
     }
-    if (!rc && !quiet)
-        fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)\n", client, round,
-                id, pc.n);
+    if (!rc && !quiet) {
+        if (dd.on)
+            fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d), with a "
+                            "distributed DP noise share (noise multiplier %g over %ld shares)\n",
+                    client, round, id, pc.n, dd.z, dd.min_survivors);
+        else
+            fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)\n", client,
+                    round, id, pc.n);
+    }
 out:
+    /* the seeds of this client's stochastic rounding: the coordinator must not replay it */
+    fed_crypto_wipe(&dp, sizeof dp);
+    fed_crypto_wipe(&enc, sizeof enc);
     free(msg);
     free(in);
     free(x);

@@ -4,7 +4,11 @@
  * coordinator, which relays their byte messages to one fed_secagg_server. A
  * stage closes when every client still in the round has answered or its
  * deadline passes; whoever did not answer has dropped out. The driver gets
- * only the survivors' weighted mean. Protocol: docs/protocol.md. */
+ * only the survivors' weighted mean. With privacy.mode distributed the clients add
+ * discrete Gaussian shares before masking (Kairouz et al. 2021, src/secagg/ddp.c):
+ * the mechanism travels in the setup, and the relay refuses to ask for unmasking
+ * shares once fewer clients than the noise is calibrated for are left, so an
+ * under-noised sum is never unmasked. Protocol: docs/protocol.md. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -18,6 +22,7 @@
 #include "federate/crypto.h"
 #include "federate/error.h"
 #include "federate/secagg.h"
+#include "fl/ddp_config.h"
 #include "secagg_relay.h"
 
 enum { RS_IDLE = 0, RS_OPEN, RS_CLOSING, RS_DONE, RS_FAILED };
@@ -42,6 +47,8 @@ struct fed_secagg_relay {
     char *setup;              /* stage 0's JSON, with "id" filled per client */
     fed_secagg_cfg pc;
     fed_secagg_enc enc;
+    int ddp;                  /* privacy.mode distributed: noised shares, no weight coordinate */
+    fed_secagg_ddp dp;        /* its mechanism (the noise source is the clients' business) */
     fed_secagg_server *srv;
     /* counters for /metrics */
     int64_t rounds_ok, rounds_failed, dropped, refused;
@@ -146,6 +153,18 @@ static char *setup_json(const fed_secagg_relay *r, double stage_timeout) {
                           "round", r->round, "n", r->pc.n, "degree", r->pc.degree, "threshold", r->pc.threshold,
                           "ring_bits", r->pc.ring_bits, "graph_seed", seed, "clip", r->enc.clip, "bits", r->enc.bits,
                           "weight_max", r->enc.weight_max, "stage_timeout_s", stage_timeout);
+    /* distributed DP: what each client needs to size its own noise share; it adds the
+     * noise from its own secure randomness (docs/privacy.md) */
+    if (j && r->ddp) {
+        json_t *d = json_pack("{s:s, s:f, s:f, s:i, s:I}", "mode", "distributed", "ddp_clip", r->dp.clip,
+                              "noise_multiplier", r->cfg.dp_noise_multiplier, "min_survivors", r->dp.min_survivors,
+                              "dim", (json_int_t)r->dp.dim);
+        if (!d || json_object_update(j, d)) {
+            json_decref(j);
+            j = NULL;
+        }
+        json_decref(d);
+    }
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -165,6 +184,7 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     r->round = round;
     r->state = RS_OPEN;
     r->stage = 0;
+    r->ddp = fed_ddp_enabled(c);
     for (int i = 0; i < k; i++)
         if (res[i].status == FED_RESULT_OK && res[i].client >= 0 && res[i].client < c->num_clients) m++;
     rep->participants = m;
@@ -179,7 +199,7 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     r->msg = calloc((size_t)m, sizeof *r->msg);
     r->msg_len = calloc((size_t)m, sizeof *r->msg_len);
     int *who = r->client_of;
-    sum = malloc((n + 1) * sizeof *sum);
+    sum = malloc((n + 1) * sizeof *sum); /* plain: n coordinates and the weight; distributed: n */
     inc = calloc((size_t)m, 1);
     if (!r->client_of || !r->alive || !r->answered || !r->bytes || !r->msg || !r->msg_len || !sum || !inc) {
         rc = fed_error(FED_ENOMEM, "secure aggregation: out of memory for %d clients", m);
@@ -204,15 +224,29 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     r->enc.bits = c->sa_bits;
     r->enc.weight_max = weight_max > 0 ? weight_max : 1;
     r->enc.round = (uint64_t)round;
-    if ((rc = fed_secagg_enc_ring_bits(&r->enc, m, &r->pc.ring_bits))) goto fail;
+    if (r->ddp) {
+        /* the mechanism as the simulation's secure round builds it (ddp_config.h); the
+         * accountant (privacy.c) charges exactly this one */
+        if ((rc = fed_ddp_params(c, n, (uint64_t)round, &r->dp))) goto fail;
+        if (m < r->dp.min_survivors) {
+            rc = fed_error(FED_ESTATE, "distributed DP: round %d has %d clients for secure aggregation, fewer than "
+                                       "the %d whose noise shares the privacy guarantee needs; the protocol does not "
+                                       "start", round, m, r->dp.min_survivors);
+            goto fail;
+        }
+        if ((rc = fed_secagg_ddp_ring_bits(&r->dp, m, &r->pc.ring_bits))) goto fail;
+    } else if ((rc = fed_secagg_enc_ring_bits(&r->enc, m, &r->pc.ring_bits))) {
+        goto fail;
+    }
     r->pc.modulus = 0;
-    if ((rc = fed_secagg_server_new(&r->srv, &r->pc, n + 1))) goto fail;
+    if ((rc = fed_secagg_server_new(&r->srv, &r->pc, r->ddp ? n : n + 1))) goto fail;
     if (!(r->setup = setup_json(r, r->stage_timeout))) {
         rc = fed_error(FED_ENOMEM, "secure aggregation: out of memory");
         goto fail;
     }
-    logf_("round %d: secure aggregation among %d clients (t = %d, %d neighbours each)", round, m, r->pc.threshold,
-          r->pc.degree <= 0 || r->pc.degree >= m - 1 ? m - 1 : r->pc.degree);
+    logf_("round %d: secure aggregation among %d clients (t = %d, %d neighbours each)%s", round, m, r->pc.threshold,
+          r->pc.degree <= 0 || r->pc.degree >= m - 1 ? m - 1 : r->pc.degree,
+          r->ddp ? ", distributed DP noise from each client" : "");
     for (int s = 0; s < 4; s++) {
         r->stage = s;
         r->state = RS_OPEN;
@@ -254,11 +288,35 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
                 r->msg_len[u] = 0;
             }
         }
+        if (s == 2 && r->ddp) {
+            /* the masked inputs in the sum are those of the clients still here: with
+             * fewer noise shares than the calibration assumes, the unmasked sum would
+             * be under-noised, so it is never unmasked (stage 3 is not opened) */
+            int left = 0;
+            for (int u = 0; u < m; u++) left += r->alive[u];
+            if (left < r->dp.min_survivors) {
+                rc = fed_error(FED_ESTATE, "distributed DP: %d of %d clients survived secure aggregation's masked-input "
+                                           "stage, fewer than the %d whose noise shares the privacy guarantee needs; "
+                                           "the sum is not unmasked", left, m, r->dp.min_survivors);
+                goto fail;
+            }
+        }
     }
     if ((rc = fed_secagg_server_result(r->srv, sum, inc))) goto fail;
     int surv = 0;
     for (int u = 0; u < m; u++) surv += inc[u];
-    if ((rc = fed_secagg_decode_mean(&r->enc, surv, sum, n, mean, NULL))) goto fail;
+    if (r->ddp) {
+        /* equal weights, as DP-FedAvg: a client's influence is bounded by the clip alone */
+        if (surv < r->dp.min_survivors) { /* the stage-2 check stops this first; no path releases it */
+            rc = fed_error(FED_ESTATE, "distributed DP: %d of %d clients in the sum, fewer than the %d the noise is "
+                                       "calibrated for; the mean is not released", surv, m, r->dp.min_survivors);
+            goto fail;
+        }
+        rc = fed_secagg_ddp_decode_mean(&r->dp, surv, sum, n, r->pc.ring_bits, mean);
+    } else {
+        rc = fed_secagg_decode_mean(&r->enc, surv, sum, n, mean, NULL);
+    }
+    if (rc) goto fail;
     rep->survivors = surv;
     rep->degree = r->pc.degree <= 0 || r->pc.degree >= m - 1 ? m - 1 : r->pc.degree;
     rep->threshold = r->pc.threshold;
@@ -302,6 +360,15 @@ fail:
                         res[i].status = FED_RESULT_DROPPED;
                         snprintf(res[i].error, sizeof res[i].error, "dropped out during secure aggregation");
                     }
+    }
+    if (r->ddp) {
+        /* nothing was released: no client's update is in the model, and the accountant
+         * (which counts the clients still OK) records no release, as in the simulation */
+        for (int i = 0; i < k; i++)
+            if (res[i].status == FED_RESULT_OK && res[i].client >= 0 && res[i].client < c->num_clients) {
+                res[i].status = FED_RESULT_DROPPED;
+                snprintf(res[i].error, sizeof res[i].error, "secure aggregation round failed");
+            }
     }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);

@@ -21,7 +21,11 @@ void fed_secagg_relay_free(fed_secagg_relay *r);
  * results with status FED_RESULT_OK and writes the survivors' weighted mean
  * (weights: num_examples, public bound weight_max) into mean (n floats).
  * Survivors' bytes_up become their protocol traffic; the others become
- * FED_RESULT_DROPPED. FED_ESTATE when fewer than the threshold survive. */
+ * FED_RESULT_DROPPED. FED_ESTATE when fewer than the threshold survive.
+ * privacy.mode distributed: the survivors' noised mean with equal weights;
+ * FED_ESTATE, nothing unmasked, when fewer than fed_ddp_min_survivors are left
+ * after the masked-input stage, and then every participant becomes
+ * FED_RESULT_DROPPED (nothing released: the accountant charges nothing). */
 int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double weight_max, fed_result *res, int k,
                            float *mean, size_t n, fed_secure_agg_report *rep);
 /* One authenticated client request to /v1/secagg/ROUND/STAGE (GET: the server's
@@ -43,9 +47,13 @@ typedef int (*fed_secagg_call_fn)(void *ctx, const char *method, const char *pat
                                   const void *body, size_t len, double timeout_s, const uint8_t **resp,
                                   size_t *resp_len);
 /* Takes part in round's protocol with update delta (n floats) of weight
- * num_examples. wait_s bounds the wait for the protocol to begin. 0 when this
- * client's part is done (or it was not included); an error when it dropped out. */
+ * num_examples. wait_s bounds the wait for the protocol to begin. When the
+ * coordinator announces privacy.mode distributed, the update goes in clipped,
+ * rounded and with this client's discrete Gaussian noise share (equal weights);
+ * min_noise > 0 refuses a round announced with a lower noise multiplier, or
+ * without distributed DP (0: trust the coordinator). 0 when this client's part is
+ * done (or it was not included); an error when it dropped out or refused. */
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
-                            size_t n, long num_examples, int long_poll_s, double wait_s, int quiet);
+                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise, int quiet);
 
 #endif
