@@ -7,22 +7,9 @@
 # with curl, and kill -9 of the coordinator mid-run: the same command resumes
 # from the last completed round and ends with the simulator's model again.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-[ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte" ] ||
-  [ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null || { echo "curl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
-
-"$BIN" certs --out certs --clients 2 > /dev/null || fail "certs"
-for i in 0 1; do
-  "$BIN" keygen --out k$i > /dev/null || fail "keygen"
-  "$BIN" enroll --db clients.db --id $i --public-key k$i.pub | grep -q "^enrolled: $i$" || fail "enroll"
-done
-"$BIN" partition --clients 2 --scheme dirichlet --alpha 1 --local-test-fraction 0.1 --seed 5 --out parts > /dev/null || fail "partition"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl
+deploy_federation 2 --scheme dirichlet --alpha 1 --local-test-fraction 0.1 --seed 5
 
 cat > run.yaml <<'YAML'
 name: deploy
@@ -54,24 +41,14 @@ server:
 YAML
 { cat run.yaml; echo "data_dir: parts"; } > sim.yaml
 
-start_server() {  # $1: extra flags
-  rm -f port
-  "$BIN" server --config server.yaml $1 >> server.out 2>> server.log &
-  SERVER=$!
-  for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-  [ -s port ] || fail "the coordinator did not start"
-  PORT=$(cat port)
-}
 start_clients() {
   for i in 0 1; do
-    "$BIN" client --server https://127.0.0.1:$PORT --id $i --data parts/client_0000$i --key k$i --ca certs/ca.pem \
-      --cert certs/client-$i.pem --cert-key certs/client-$i-key.pem --compress 2>> client$i.log &
-    CLIENT[$i]=$!
+    deploy_client $i client$i.log --cert certs/client-$i.pem --cert-key certs/client-$i-key.pem --compress
   done
 }
 
 # 1. a whole run over TLS equals the simulation
-start_server ""
+deploy_server server.yaml
 start_clients
 wait $SERVER || fail "coordinator exited with $?"
 for i in 0 1; do wait ${CLIENT[$i]} || fail "client $i exited with $?"; done
@@ -96,7 +73,7 @@ cat >> server.yaml <<'YAML'
   register_timeout: 60
 YAML
 sed -i 's/^num_rounds: 3/num_rounds: 8/' server.yaml sim.yaml
-start_server ""
+deploy_server server.yaml
 C="curl -s --cacert certs/ca.pem https://127.0.0.1:$PORT"
 $C/api/status | grep -q '"phase":"waiting"' || fail "status before registration: $($C/api/status)"
 # mutual TLS (server.client_ca): no client certificate, no /v1 access
@@ -127,7 +104,7 @@ wait $SERVER 2>/dev/null
 [ "$(grep -c '^final_accuracy' server.out)" = 1 ] || fail "run 2 ended before the kill"
 done_before=$(grep -c "^round .*/8" server.out)
 sed -i "s/listen: 127.0.0.1:0/listen: 127.0.0.1:$PORT/" server.yaml
-start_server ""
+deploy_server server.yaml
 wait $SERVER || fail "resumed coordinator exited with $?"
 for i in 0 1; do wait ${CLIENT[$i]} || fail "client $i exited with $?"; done
 grep -q "resuming run 2" server.log || fail "the coordinator did not resume run 2"

@@ -5,16 +5,13 @@
 # curl --cacert and a client daemon connect by the address; a certificate made
 # without --host is refused for that address; a bad --host is refused.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-command -v curl >/dev/null || { echo "curl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -12 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_bin
+deploy_require curl   # MNIST is optional here: only the client daemon step needs it
+deploy_tmp
 ADDR=127.0.0.2
 
-"$BIN" certs --out certs --host "$ADDR,coordinator.test" > /dev/null || fail "certs --host $ADDR"
+deploy_certs --host "$ADDR,coordinator.test"
 "$BIN" certs --out plain > /dev/null || fail "certs"
 if command -v openssl > /dev/null; then
   openssl x509 -in certs/server.pem -noout -text | grep -q "IP Address:$ADDR" || fail "no IP SAN $ADDR in the certificate"
@@ -26,7 +23,7 @@ fi
 grep -q "neither an IP address nor a DNS name" bad.err || fail "bad --host: $(cat bad.err)"
 echo "ok: bad --host refused: $(cat bad.err)"
 
-"$BIN" keygen --out k0 > /dev/null && "$BIN" enroll --db clients.db --id 0 --public-key k0.pub > /dev/null || fail "enroll"
+deploy_enroll 0
 serve() {  # serve CERTDIR
   rm -f port
   cat > server.yaml <<YAML
@@ -43,21 +40,17 @@ server:
   port_file: port
   long_poll: 1
 YAML
-  "$BIN" server --config server.yaml >> server.out 2>> server.log &
-  SERVER=$!
-  for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-  [ -s port ] || fail "the coordinator did not start on $ADDR (cannot bind?)"
-  URL="https://$ADDR:$(cat port)"
+  deploy_server server.yaml
+  URL="https://$ADDR:$PORT"
 }
 
 serve certs
 out=$(curl -sS --cacert certs/ca.pem "$URL/api/status" 2>&1) || fail "curl --cacert $URL: $out"
 echo "$out" | grep -q '"phase":"waiting"' || fail "status: $out"
 echo "ok: curl --cacert $URL/api/status verified the certificate"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-if [ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ]; then
-  "$BIN" partition --clients 2 --scheme iid --seed 1 --out parts > /dev/null || fail "partition"
-  "$BIN" client --server "$URL" --id 0 --data parts/client_00000 --key k0 --ca certs/ca.pem --max-retries 3 2> client0.log &
+if deploy_have_mnist; then
+  deploy_partition 2 --scheme iid --seed 1
+  deploy_client 0 client0.log --max-retries 3
   for _ in $(seq 1 200); do curl -s --cacert certs/ca.pem "$URL/api/status" | grep -q '"clients_registered":1' && break; sleep 0.1; done
   curl -s --cacert certs/ca.pem "$URL/api/status" | grep -q '"clients_registered":1' || fail "the client daemon did not register over $URL"
   echo "ok: a client daemon registered over $URL"

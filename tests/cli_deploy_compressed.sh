@@ -11,25 +11,14 @@
 #    dtype) get 400 naming what is wrong and are counted by reason; an update
 #    sent as plain F32 tensors is still accepted.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null && command -v openssl >/dev/null || { echo "curl/openssl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl openssl
 hex() { od -An -tx1 -v | tr -d ' \n'; }
 le() {  # le VALUE BYTES: little-endian bytes on stdout
   for ((i = 0; i < $2; i++)); do printf "\\$(printf '%03o' $(( ($1 >> (8 * i)) & 255 )))"; done
 }
 
-"$BIN" certs --out certs > /dev/null || fail "certs"
-for i in 0 1; do
-  "$BIN" keygen --out k$i > /dev/null && "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll $i"
-done
-"$BIN" partition --clients 2 --scheme iid --seed 4 --out parts > /dev/null || fail "partition"
+deploy_federation 2 --scheme iid --seed 4
 # mlp 784-32-10: 25450 parameters, 101800 bytes as float32
 cat > run.yaml <<'YAML'
 name: compressed
@@ -60,14 +49,8 @@ YAML
 { cat run.yaml; echo "data_dir: parts"; echo "state_dir: sim-state"; } > sim.yaml
 
 # 1. two daemons
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-for i in 0 1; do
-  "$BIN" client --server "https://127.0.0.1:$(cat port)" --id $i --data parts/client_0000$i --key k$i --ca certs/ca.pem \
-    --state-dir state$i 2>> client$i.log &
-done
+deploy_server server.yaml
+for i in 0 1; do deploy_client $i client$i.log --state-dir state$i; done
 wait $SERVER || fail "coordinator exited with $?"
 wait
 grep -q "^round   2/2 .*clients 2/2 (0 dropped)" server.out || fail "round 2: $(grep '^round' server.out)"
@@ -90,12 +73,7 @@ PUB=$(openssl pkey -in c0.pem -pubout -outform DER | tail -c 32 | hex)
 sed -e 's/^num_clients: 2/num_clients: 1/' -e 's/^clients_per_round: 2/clients_per_round: 1/' \
     -e 's/^num_rounds: 2/num_rounds: 1/' -e 's/store: server.db/store: server2.db/' -e 's/clients.db/clients2.db/' \
     server.yaml > server2.yaml
-rm -f port
-"$BIN" server --config server2.yaml > server2.out 2> server2.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the second coordinator did not start"
-URL="https://127.0.0.1:$(cat port)"
+deploy_server server2.yaml server2.out server2.log
 req() {  # req METHOD PATH RUN ROUND BODYFILE: signed; prints the status, body in resp
   local ts nonce sum sig
   ts=$(date +%s)

@@ -7,25 +7,18 @@
 # coordinator keeps serving and the round completes with the honest client.
 # The management API needs the bearer token to stop the run.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null && command -v openssl >/dev/null || { echo "curl/openssl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl openssl
 hex() { od -An -tx1 -v | tr -d ' \n'; }
 
-"$BIN" certs --out certs > /dev/null || fail "certs"
-"$BIN" keygen --out k0 > /dev/null && "$BIN" enroll --db clients.db --id 0 --public-key k0.pub > /dev/null || fail "enroll 0"
+deploy_certs
+deploy_enroll 0
 # client 1 is this script: an Ed25519 key made by openssl, enrolled by its raw public key
 openssl genpkey -algorithm ed25519 -out c1.pem 2> /dev/null || { echo "openssl lacks ed25519: skipped"; exit 77; }
 PUB=$(openssl pkey -in c1.pem -pubout -outform DER | tail -c 32 | hex)
 "$BIN" enroll --db clients.db --id 1 --public-key "$PUB" > /dev/null || fail "enroll 1"
 openssl genpkey -algorithm ed25519 -out other.pem 2> /dev/null
-"$BIN" partition --clients 2 --scheme iid --seed 1 --out parts > /dev/null || fail "partition"
+deploy_partition 2 --scheme iid --seed 1
 head -c 24 /dev/urandom | hex > token
 
 cat > server.yaml <<'YAML'
@@ -54,12 +47,8 @@ server:
   max_body_bytes: 200000
   max_update_norm: 50
 YAML
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-URL="https://127.0.0.1:$(cat port)"
-"$BIN" client --server "$URL" --id 0 --data parts/client_00000 --key k0 --ca certs/ca.pem 2> client0.log &
+deploy_server server.yaml
+deploy_client 0 client0.log
 
 # req METHOD PATH RUN ROUND BODYFILE [KEY] [CLIENT]: a signed request; prints the status, body in resp
 req() {

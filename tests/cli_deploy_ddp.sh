@@ -10,22 +10,10 @@
 # rounds. Client 0 runs with --min-noise-multiplier equal to the run's, which it
 # accepts; then, against a run without DP, a client with the flag refuses its task.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-[ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte" ] ||
-  [ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init
 N=5
-
-"$BIN" certs --out certs --clients 1 > /dev/null || fail "certs"
-for i in $(seq 0 $((N - 1))); do
-  "$BIN" keygen --out k$i > /dev/null || fail "keygen"
-  "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"
-done
-"$BIN" partition --clients $N --scheme iid --local-test-fraction 0.02 --seed 5 --out parts > /dev/null || fail "partition"
+deploy_federation $N --scheme iid --local-test-fraction 0.02 --seed 5
 
 cat > server.yaml <<'YAML'
 name: deploy-ddp
@@ -63,23 +51,15 @@ server:
   register_timeout: 60
 YAML
 
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-PORT=$(cat port)
+deploy_server server.yaml
 FLOOR0=0.05
-client() {  # client ID LOG [env ...]: one daemon in the background, its pid in CLIENT[ID]
-  local i=$1 log=$2
-  shift 2
+client() {  # client ID LOG: one daemon in the background, its pid in CLIENT[ID]; client 0 with FLOOR0
   local extra=()
-  [ "$i" = 0 ] && [ -n "$FLOOR0" ] && extra=(--min-noise-multiplier "$FLOOR0")
-  env "$@" "$BIN" client --server https://127.0.0.1:$PORT --id $i --data parts/client_0000$i --key k$i \
-    --ca certs/ca.pem --max-retries 20 "${extra[@]}" 2>> "$log" &
-  CLIENT[$i]=$!
+  [ "$1" = 0 ] && [ -n "$FLOOR0" ] && extra=(--min-noise-multiplier "$FLOOR0")
+  deploy_client "$1" "$2" --max-retries 20 "${extra[@]}"
 }
 for i in 0 1 2; do client $i client$i.log; done
-for i in 3 4; do client $i client$i.log FEDERATE_TEST_DIE_AT_SECAGG_STAGE=2; done
+for i in 3 4; do FEDERATE_TEST_DIE_AT_SECAGG_STAGE=2 client $i client$i.log; done
 
 # clients 3 and 4 die in round 1's stage 2; back at once, they take part in round 2
 for i in 3 4; do
@@ -141,17 +121,10 @@ sed -e 's/^num_clients: 5/num_clients: 2/' -e 's/^clients_per_round: 5/clients_p
     -e 's/^num_rounds: 3/num_rounds: 1/' -e 's/store: server.db/store: server2.db/' \
     -e '/^secure_aggregation:/,/^  dropout_fraction/d' -e '/^privacy:/,/^  delta/d' server.yaml > server2.yaml
 grep -q "privacy\|secure" server2.yaml && fail "server2.yaml: $(cat server2.yaml)"
-rm -f port
-"$BIN" server --config server2.yaml > server2.out 2> server2.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the second coordinator did not start"
-PORT=$(cat port)
+deploy_server server2.yaml server2.out server2.log
 FLOOR0=
 client 0 plain0.log
-"$BIN" client --server https://127.0.0.1:$PORT --id 1 --data parts/client_00001 --key k1 --ca certs/ca.pem \
-  --max-retries 20 --min-noise-multiplier 0.5 2>> plain1.log &
-CLIENT[1]=$!
+deploy_client 1 plain1.log --max-retries 20 --min-noise-multiplier 0.5
 wait $SERVER || fail "the second coordinator exited with $?"
 wait ${CLIENT[0]} || fail "client 0 exited with $?"
 wait ${CLIENT[1]} || fail "client 1 exited with $?"

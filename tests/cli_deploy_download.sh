@@ -11,20 +11,9 @@
 #    asks for the model with "none", gets the full frame and trains on: every
 #    round completes with both clients.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
-
-"$BIN" certs --out certs > /dev/null || fail "certs"
-for i in 0 1 2; do
-  "$BIN" keygen --out k$i > /dev/null && "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll $i"
-done
-"$BIN" partition --clients 3 --scheme iid --seed 5 --out parts > /dev/null || fail "partition"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init
+deploy_federation 3 --scheme iid --seed 5
 # mlp 784-32-10: 25450 parameters, 101800 bytes as float32
 cat > run.yaml <<'YAML'
 name: download
@@ -55,22 +44,13 @@ server:
   long_poll: 2
 YAML
 }
-start_server() {  # start_server YAML OUT LOG: sets SERVER and PORT
-  rm -f port
-  "$BIN" server --config "$1" > "$2" 2> "$3" &
-  SERVER=$!
-  for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-  [ -s port ] || fail "the coordinator ($1) did not start"
-  PORT=$(cat port)
-}
 client() {  # client ID STATEDIR LOG
-  "$BIN" client --server "https://127.0.0.1:$PORT" --id $1 --data parts/client_0000$1 --key k$1 --ca certs/ca.pem \
-    --state-dir "$2" 2>> "$3" &
+  deploy_client $1 "$3" --state-dir "$2"
 }
 
 # 1. three daemons, download compression
 server_yaml run.yaml server.db > server.yaml
-start_server server.yaml server.out server.log
+deploy_server server.yaml server.out server.log
 for i in 0 1 2; do client $i state$i client$i.log; done
 wait $SERVER || fail "coordinator exited with $?"
 wait
@@ -88,7 +68,7 @@ down=$(sed -n 's/^bytes_down: //p' server.out)
 # the same run without download compression: more bytes down
 grep -v '^download_compression' run.yaml > plain.yaml
 server_yaml plain.yaml plain.db > server_plain.yaml
-start_server server_plain.yaml plain.out plain.log
+deploy_server server_plain.yaml plain.out plain.log
 for i in 0 1 2; do client $i pstate$i pclient$i.log; done
 wait $SERVER || fail "plain coordinator exited with $?"
 wait
@@ -103,7 +83,7 @@ echo "ok: bytes_down $down with download compression, $pdown without"
 #    state folder and comes back; round 2 then finds it without a copy.
 sed -e 's/^num_clients: 3/num_clients: 2/' -e 's/^clients_per_round: 3/clients_per_round: 2/' run.yaml > run2.yaml
 server_yaml run2.yaml server2.db > server2.yaml
-start_server server2.yaml server2.out server2.log
+deploy_server server2.yaml server2.out server2.log
 client 0 r0 r0.log
 C0=$!
 for _ in $(seq 1 300); do grep -q "registered" r0.log && break; sleep 0.1; done

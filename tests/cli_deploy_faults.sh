@@ -4,20 +4,12 @@
 # client killed with kill -9 mid-run costs only its own update (the round
 # completes at its deadline with min_clients); a fresh daemon for it rejoins.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -12 "$f"; }; done; exit 1; }
-cd "$T"
-
-"$BIN" certs --out certs > /dev/null || fail "certs"
-for i in 0 1 2; do "$BIN" keygen --out k$i > /dev/null || fail "keygen"; done
-"$BIN" keygen --out kbad > /dev/null
-for i in 0 1; do "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"; done
-"$BIN" partition --clients 3 --scheme iid --seed 2 --out parts > /dev/null || fail "partition"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init
+deploy_certs
+deploy_enroll 0 1
+deploy_keygen k2 kbad   # client 2 is enrolled later; kbad never
+deploy_partition 3 --scheme iid --seed 2
 cat > server.yaml <<'YAML'
 seed: 2
 dataset: mnist
@@ -41,11 +33,7 @@ server:
   round_retries: 1
   long_poll: 2
 YAML
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-URL="https://127.0.0.1:$(cat port)"
+deploy_server server.yaml
 client() {  # client ID KEY LOG
   exec "$BIN" client --server "$URL" --id "$1" --data parts/client_0000$1 --key "$2" --ca certs/ca.pem --max-retries 5 2>> "$3"
 }

@@ -5,21 +5,9 @@
 # (SIGSTOP) right after it registered, so the test depends on no timing: the
 # late clients register before client 0 is continued and round 1 can close.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null || { echo "curl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -CONT $(jobs -p) 2>/dev/null; kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -12 "$f"; }; done; exit 1; }
-cd "$T"
-
-"$BIN" certs --out certs > /dev/null || fail "certs"
-for i in 0 1 2 3; do
-  "$BIN" keygen --out k$i > /dev/null && "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll $i"
-done
-"$BIN" partition --clients 4 --scheme iid --seed 3 --out parts > /dev/null || fail "partition"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl
+deploy_federation 4 --scheme iid --seed 3
 cat > server.yaml <<'YAML'
 seed: 3
 dataset: mnist
@@ -43,17 +31,13 @@ server:
   round_timeout: 50
   long_poll: 2
 YAML
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-URL="https://127.0.0.1:$(cat port)"
+deploy_server server.yaml
 status() { curl -s --cacert certs/ca.pem "$URL/api/status"; }
 wait_for() {  # wait_for PATTERN WHAT: polls /api/status (at most 30 s)
   for _ in $(seq 1 300); do status | grep -q "$1" && return 0; sleep 0.1; done
   fail "$2: $(status)"
 }
-client() { "$BIN" client --server "$URL" --id "$1" --data parts/client_0000$1 --key k$1 --ca certs/ca.pem 2>> client$1.log & }
+client() { deploy_client "$1" client$1.log; }
 
 client 0; C0=$!
 wait_for '"clients_registered":1' "client 0 did not register"

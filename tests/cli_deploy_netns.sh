@@ -9,10 +9,9 @@
 # simulator's final_accuracy (deployment == simulation). Needs root, ip and tc;
 # skipped (77) otherwise. The namespaces are always removed.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-[ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte" ] ||
-  [ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_bin
+deploy_require_mnist
 [ "$(id -u)" = 0 ] || { echo "not root: skipped (network namespaces need root)"; exit 77; }
 command -v ip >/dev/null && command -v tc >/dev/null || { echo "ip/tc (iproute2) missing: skipped"; exit 77; }
 
@@ -28,7 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
 
 ip netns add "$NS_S" 2>/dev/null || { echo "cannot create network namespaces here: skipped"; exit 77; }
 ip netns add "$NS_C" || fail "ip netns add"
@@ -49,12 +47,9 @@ ip netns exec "$NS_C" ping -c 1 -W 5 fedserver > /dev/null 2>&1 || ip netns exec
   fail "the client namespace cannot resolve the coordinator"
 
 cd "$T"
-"$BIN" certs --out certs --host fedserver,10.231.0.1 > /dev/null || fail "certs"
-for i in 0 1 2; do
-  "$BIN" keygen --out k$i > /dev/null || fail "keygen"
-  "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"
-done
-"$BIN" partition --clients 3 --scheme iid --local-test-fraction 0.1 --seed 3 --out parts > /dev/null || fail "partition"
+deploy_certs --host fedserver,10.231.0.1
+deploy_enroll 0 1 2
+deploy_partition 3 --scheme iid --local-test-fraction 0.1 --seed 3
 cat > run.yaml <<'YAML'
 name: deploy-netns
 seed: 11
@@ -84,16 +79,10 @@ YAML
 { cat run.yaml; echo "data_dir: parts"; } > sim.yaml
 
 start=$(date +%s)
-ip netns exec "$NS_S" "$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-PORT=$(cat port)
+DEPLOY_WRAP="ip netns exec $NS_S" deploy_server server.yaml
 for i in 0 1 2; do
   host=fedserver; [ $i = 2 ] && host=10.231.0.1   # by address: the certificate's IP SAN
-  ip netns exec "$NS_C" "$BIN" client --server "https://$host:$PORT" --id $i --data parts/client_0000$i --key k$i \
-    --ca certs/ca.pem --timeout 30 --quiet 2> client$i.log &
-  CLIENT[$i]=$!
+  URL="https://$host:$PORT" DEPLOY_WRAP="ip netns exec $NS_C" deploy_client $i client$i.log --timeout 30 --quiet
 done
 if command -v curl > /dev/null; then
   ip netns exec "$NS_C" curl -sS -m 20 --cacert certs/ca.pem "https://10.231.0.1:$PORT/api/status" > status.out 2>&1 ||

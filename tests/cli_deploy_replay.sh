@@ -7,18 +7,11 @@
 # nonce is in the store. The same body signed afresh is accepted. Both clients
 # are this script (curl + openssl), as in cli_deploy_curl.sh.
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-D="${FEDERATE_DATA:-$HOME/.cache/federate}/mnist"
-[ -e "$D/t10k-labels-idx1-ubyte" ] || [ -e "$D/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null && command -v openssl >/dev/null || { echo "curl/openssl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl openssl
 hex() { od -An -tx1 -v | tr -d ' \n'; }
 
-"$BIN" certs --out certs > /dev/null || fail "certs"
+deploy_certs
 for i in 0 1; do
   openssl genpkey -algorithm ed25519 -out c$i.pem 2> /dev/null || { echo "openssl lacks ed25519: skipped"; exit 77; }
   PUB=$(openssl pkey -in c$i.pem -pubout -outform DER | tail -c 32 | hex)
@@ -44,14 +37,6 @@ server:
   round_timeout: 50
   long_poll: 1
 YAML
-start_server() {
-  rm -f port
-  "$BIN" server --config server.yaml >> server.out 2>> server.log &
-  SERVER=$!
-  for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-  [ -s port ] || fail "the coordinator did not start"
-  URL="https://127.0.0.1:$(cat port)"
-}
 
 # req METHOD PATH RUN ROUND BODYFILE CLIENT: a signed request; prints the status, body in resp
 req() {
@@ -87,7 +72,7 @@ task0() {  # waits for client 0's fit task of round 1; sets RUN
 : > empty
 echo '{"protocol": 1, "train_examples": 100, "test_examples": 0}' > reg.json
 
-start_server
+deploy_server server.yaml
 register_both
 task0
 got=$(req GET /v1/model "$RUN" 1 empty 0); [ "$got" = 200 ] || fail "model: $got $(cat resp)"
@@ -110,7 +95,7 @@ got=$(send POST /v1/result up.st captured); expect 403 "nonce" "replay before th
 
 # kill -9 mid-round 1 (client 1 never uploaded), restart with the same command
 kill -9 $SERVER; wait $SERVER 2> /dev/null
-start_server
+deploy_server server.yaml
 got=$(send POST /v1/result up.st captured); expect 403 "nonce .* was already used" "replay right after the restart"
 register_both
 task0

@@ -8,23 +8,10 @@
 # final_accuracy, and the coordinator's log, /api/rounds and /metrics show the
 # drop-outs. No client ever uploads its plain update (the uploads are zeros).
 set -u
-BIN="${FEDERATE_BIN:-build/federate}"
-BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
-[ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte" ] ||
-  [ -e "${FEDERATE_DATA:-$HOME/.cache/federate}/mnist/t10k-labels-idx1-ubyte.gz" ] || { echo "MNIST missing: skipped"; exit 77; }
-command -v curl >/dev/null || { echo "curl missing: skipped"; exit 77; }
-T="$(mktemp -d)"
-trap 'kill -9 $(jobs -p) 2>/dev/null; [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/*.log "$T"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done; exit 1; }
-cd "$T"
+. "$(cd "$(dirname "$0")" && pwd)/deploy_lib.sh"
+deploy_init curl
 N=10
-
-"$BIN" certs --out certs --clients 1 > /dev/null || fail "certs"
-for i in $(seq 0 $((N - 1))); do
-  "$BIN" keygen --out k$i > /dev/null || fail "keygen"
-  "$BIN" enroll --db clients.db --id $i --public-key k$i.pub > /dev/null || fail "enroll"
-done
-"$BIN" partition --clients $N --scheme iid --local-test-fraction 0.02 --seed 5 --out parts > /dev/null || fail "partition"
+deploy_federation $N --scheme iid --local-test-fraction 0.02 --seed 5
 
 cat > server.yaml <<'YAML'
 name: deploy-secagg
@@ -56,21 +43,15 @@ server:
   register_timeout: 60
 YAML
 
-"$BIN" server --config server.yaml > server.out 2> server.log &
-SERVER=$!
-for _ in $(seq 1 100); do [ -s port ] && break; sleep 0.1; done
-[ -s port ] || fail "the coordinator did not start"
-PORT=$(cat port)
+deploy_server server.yaml
 C="curl -s --cacert certs/ca.pem https://127.0.0.1:$PORT"
 for i in $(seq 0 $((N - 1))); do
-  hook=()
+  hook=
   case $i in
-    2|5|8) hook=(env FEDERATE_TEST_DIE_AT_SECAGG_STAGE=2) ;;
-    9) hook=(env FEDERATE_TEST_TRUNCATE_SECAGG_STAGE=0) ;;
+    2|5|8) hook=FEDERATE_TEST_DIE_AT_SECAGG_STAGE=2 ;;
+    9) hook=FEDERATE_TEST_TRUNCATE_SECAGG_STAGE=0 ;;
   esac
-  "${hook[@]}" "$BIN" client --server https://127.0.0.1:$PORT --id $i --data parts/client_0000$i --key k$i \
-    --ca certs/ca.pem --max-retries 20 2>> client$i.log &
-  CLIENT[$i]=$!
+  DEPLOY_WRAP="env $hook" deploy_client $i client$i.log --max-retries 20
 done
 
 # the metrics while the run goes on (the last scrape before the coordinator exits is kept)
