@@ -637,13 +637,7 @@ int fed_run_async(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_re
     /* the checkpoint of the last step was taken in the loop */
     if (store) rc = fed_store_run_set_status(store, run_id, out->stopped ? "interrupted" : "finished");
 done:
-    if (rc && store && run_id) {
-        char msg[1100];
-        snprintf(msg, sizeof msg, "%s", fed_last_error());
-        fed_store_run_set_status(store, run_id, "failed");
-        fed_store_run_set_text(store, run_id, "error", msg);
-        fed_error(rc, "%s", msg);
-    }
+    if (rc && store && run_id) fed_run_note_failure(store, run_id, rc);
     free(ck_model);
     free(ck_state);
     async_free(&A);

@@ -216,6 +216,15 @@ void fed_run_note_target(fed_store *store, int64_t run_id, const char *unit, int
     fed_store_run_set_text(store, run_id, "target", note);
 }
 
+void fed_run_note_failure(fed_store *store, int64_t run_id, int rc) {
+    /* the store's own calls may overwrite the message: keep it, then restore it */
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", fed_last_error());
+    fed_store_run_set_status(store, run_id, "failed");
+    fed_store_run_set_text(store, run_id, "error", msg);
+    fed_error(rc, "%s", msg);
+}
+
 /* The global model of an evaluated round, for `federate export --round`. */
 static int save_round_model(run_state *s, fed_store *store, int64_t run_id, int round) {
     memcpy(fed_model_params(s->model), s->global, s->n * sizeof(float));
@@ -667,13 +676,7 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
         rc = fed_store_run_set_status(store, run_id, out->stopped ? "interrupted" : "finished");
     }
 done:
-    if (rc && store && run_id) {
-        char msg[1100];
-        snprintf(msg, sizeof msg, "%s", fed_last_error());
-        fed_store_run_set_status(store, run_id, "failed");
-        fed_store_run_set_text(store, run_id, "error", msg);
-        fed_error(rc, "%s", msg);
-    }
+    if (rc && store && run_id) fed_run_note_failure(store, run_id, rc);
     free(ck_model);
     free(ck_state);
     run_state_free(&S);
