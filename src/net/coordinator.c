@@ -26,6 +26,7 @@
 #include "federate/error.h"
 #include "federate/net.h"
 #include "federate/vec.h"
+#include "requests.h"
 #include "secagg_relay.h"
 
 #define NONCE_RING 512
@@ -297,16 +298,6 @@ static const char *hdr(struct MHD_Connection *c, const char *name) {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-static int parse_i64(const char *s, int64_t *v) {
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (*end || errno) return -1;
-    *v = x;
-    return 0;
-}
-
 /* ---- authentication ---------------------------------------------------------- */
 
 typedef struct auth {
@@ -318,63 +309,50 @@ typedef struct auth {
  * was answered (rejected), 0 when authenticated. */
 static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const char *method, const char *url,
                         const conn *cn, int is_update, auth *a, enum MHD_Result *ret) {
-    const char *names[] = {"X-Federate-Client", "X-Federate-Timestamp", "X-Federate-Nonce", "X-Federate-Signature"};
-    const char *v[4];
-    for (int i = 0; i < 4; i++) {
-        v[i] = hdr(c, names[i]);
-        if (!v[i]) {
-            *ret = reject(c, co, 401, R_UNSIGNED, is_update, -1, "unsigned request: header %s is missing", names[i]);
-            return 1;
-        }
+    fed_req_headers h = {hdr(c, "X-Federate-Client"), hdr(c, "X-Federate-Timestamp"), hdr(c, "X-Federate-Nonce"),
+                         hdr(c, "X-Federate-Signature"), hdr(c, "X-Federate-Run"), hdr(c, "X-Federate-Round")};
+    fed_req_signed s;
+    fed_req_signed_parse(&h, co->nclients, &s);
+    switch (s.failed) {
+    case FED_REQ_MISSING: *ret = reject(c, co, 401, R_UNSIGNED, is_update, -1, "%s", fed_last_error()); return 1;
+    case FED_REQ_CLIENT: *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, -1, "%s", fed_last_error()); return 1;
+    case FED_REQ_RUN_ROUND: *ret = reject(c, co, 400, R_MALFORMED_BODY, is_update, s.client, "%s", fed_last_error()); return 1;
+    default: break;
     }
-    int64_t id, ts, run = 0, round = 0;
-    if (parse_i64(v[0], &id) || id < 0 || id >= co->nclients) {
-        *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, -1, "unknown client '%.40s' (ids are 0..%d)", v[0], co->nclients - 1);
+    /* the allow-list before the remaining headers: an unenrolled client hears so
+     * whatever else is wrong with its request */
+    uint8_t pk[FED_SIGN_PUBLICKEYBYTES];
+    if (fed_allowlist_get(co->allow, s.client, pk)) {
+        *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, s.client, "client %d is not enrolled (federate enroll)", s.client);
         return 1;
     }
-    if ((hdr(c, "X-Federate-Run") && parse_i64(hdr(c, "X-Federate-Run"), &run)) ||
-        (hdr(c, "X-Federate-Round") && parse_i64(hdr(c, "X-Federate-Round"), &round)) || round < 0 || round > 1 << 30) {
-        *ret = reject(c, co, 400, R_MALFORMED_BODY, is_update, (int)id, "X-Federate-Run / X-Federate-Round must be integers");
+    if (s.failed != FED_REQ_PASSED) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, s.client, "%s", fed_last_error());
         return 1;
     }
-    uint8_t pk[FED_SIGN_PUBLICKEYBYTES], sig[FED_SIGN_BYTES], nonce[16];
-    if (fed_allowlist_get(co->allow, (int)id, pk)) {
-        *ret = reject(c, co, 403, R_UNKNOWN_CLIENT, is_update, (int)id, "client %d is not enrolled (federate enroll)", (int)id);
-        return 1;
-    }
-    if (strlen(v[2]) != 32 || fed_hex_decode(nonce, sizeof nonce, v[2])) {
-        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Nonce must be 32 hex digits");
-        return 1;
-    }
-    if (strlen(v[3]) != 2 * FED_SIGN_BYTES || fed_hex_decode(sig, sizeof sig, v[3])) {
-        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Signature must be 128 hex digits");
-        return 1;
-    }
-    if (parse_i64(v[1], &ts)) {
-        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "X-Federate-Timestamp must be an integer (Unix seconds)");
-        return 1;
-    }
+    int id = s.client;
+    int64_t ts = s.timestamp;
     char text[1024];
     int tl = cn && cn->hashed
-                 ? fed_net_signed_text_hashed(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2], cn->hash)
-                 : fed_net_signed_text(text, sizeof text, method, url, run, (int)round, (int)id, ts, v[2],
+                 ? fed_net_signed_text_hashed(text, sizeof text, method, url, s.run, s.round, id, ts, h.nonce, cn->hash)
+                 : fed_net_signed_text(text, sizeof text, method, url, s.run, s.round, id, ts, h.nonce,
                                        cn ? cn->body : NULL, cn ? cn->len : 0);
-    if (tl < 0 || fed_sign_verify(sig, text, (size_t)tl, pk)) {
-        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, (int)id, "bad signature for client %d", (int)id);
+    if (tl < 0 || fed_sign_verify(s.signature, text, (size_t)tl, pk)) {
+        *ret = reject(c, co, 401, R_BAD_SIGNATURE, is_update, id, "bad signature for client %d", id);
         return 1;
     }
     int64_t now = (int64_t)time(NULL);
     if (ts < now - TS_WINDOW_S || ts > now + TS_WINDOW_S) {
-        *ret = reject(c, co, 401, R_STALE_TIMESTAMP, is_update, (int)id,
+        *ret = reject(c, co, 401, R_STALE_TIMESTAMP, is_update, id,
                       "timestamp %" PRId64 " is more than %d s from the server's clock (%" PRId64 ")", ts, TS_WINDOW_S, now);
         return 1;
     }
     pthread_mutex_lock(&co->mu);
     client_rec *cr = &co->clients[id];
     int seen = 0;
-    for (int i = 0; i < cr->nonce_count && !seen; i++) seen = memcmp(cr->nonces[i], nonce, 16) == 0;
+    for (int i = 0; i < cr->nonce_count && !seen; i++) seen = memcmp(cr->nonces[i], s.nonce, 16) == 0;
     if (!seen) {
-        memcpy(cr->nonces[cr->nonce_pos], nonce, 16);
+        memcpy(cr->nonces[cr->nonce_pos], s.nonce, 16);
         cr->nonce_pos = (cr->nonce_pos + 1) % NONCE_RING;
         if (cr->nonce_count < NONCE_RING) cr->nonce_count++;
         cr->last_seen = now_s();
@@ -384,7 +362,7 @@ static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const cha
         /* requests that change something: their nonces are kept in the store for
          * the timestamp window, so a replay is refused after a restart too */
         pthread_mutex_lock(&co->nonce_mu);
-        int src = fed_store_nonce_record(co->nonce_store, (int)id, nonce, sizeof nonce, ts, &seen);
+        int src = fed_store_nonce_record(co->nonce_store, id, s.nonce, sizeof s.nonce, ts, &seen);
         if (!src && now - co->nonces_pruned > 60) {
             co->nonces_pruned = now;
             if (fed_store_nonce_forget(co->nonce_store, now - TS_WINDOW_S - 1)) logf_("%s", fed_last_error());
@@ -394,46 +372,36 @@ static int authenticate(struct MHD_Connection *c, fed_coordinator *co, const cha
         pthread_mutex_unlock(&co->nonce_mu);
         if (src) {
             logf_("%s", msg);
-            *ret = reject(c, co, 503, R_INTERNAL, is_update, (int)id, "cannot record the request's nonce; try again");
+            *ret = reject(c, co, 503, R_INTERNAL, is_update, id, "cannot record the request's nonce; try again");
             return 1;
         }
     }
     if (seen) {
-        *ret = reject(c, co, 403, R_REPLAY, is_update, (int)id, "replayed request: nonce %s was already used by client %d", v[2], (int)id);
+        *ret = reject(c, co, 403, R_REPLAY, is_update, id, "replayed request: nonce %s was already used by client %d", h.nonce, id);
         return 1;
     }
-    a->client = (int)id;
-    a->run = run;
-    a->round = (int)round;
+    a->client = id;
+    a->run = s.run;
+    a->round = s.round;
     return 0;
 }
 
 /* ---- client endpoints ----------------------------------------------------------- */
 
 static enum MHD_Result h_register(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
-    json_error_t err;
-    json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        return reject(c, co, 400, R_MALFORMED_JSON, 0, a->client, "register: body is not a JSON object (%s)", j ? "" : err.text);
-    }
-    json_t *tn = json_object_get(j, "train_examples"), *te = json_object_get(j, "test_examples");
-    json_t *lc = json_object_get(j, "label_counts"), *pv = json_object_get(j, "protocol");
-    const char *bad = NULL;
-    if (!json_is_integer(pv) || json_integer_value(pv) != FED_PROTOCOL_VERSION) bad = "\"protocol\" must be 1";
-    else if (!json_is_integer(tn) || json_integer_value(tn) < 1 || json_integer_value(tn) > INT32_MAX) bad = "\"train_examples\" must be a positive integer";
-    else if (!json_is_integer(te) || json_integer_value(te) < 0 || json_integer_value(te) > INT32_MAX) bad = "\"test_examples\" must be a non-negative integer";
-    else if (lc && (!json_is_array(lc) || (int)json_array_size(lc) != co->num_classes)) bad = "\"label_counts\" must list one count per class";
-    if (bad) {
-        json_decref(j);
-        return reject(c, co, 400, R_MALFORMED_JSON, 0, a->client, "register: %s", bad);
+    fed_req_register rq;
+    int32_t *labels = malloc((size_t)(co->num_classes > 0 ? co->num_classes : 1) * sizeof *labels);
+    if (!labels) return MHD_NO;
+    if (fed_req_register_parse(cn->body, cn->len, co->num_classes, &rq, labels)) {
+        free(labels);
+        return reject(c, co, 400, R_MALFORMED_JSON, 0, a->client, "%s", fed_last_error());
     }
     pthread_mutex_lock(&co->mu);
     client_rec *cr = &co->clients[a->client];
-    size_t ntr = (size_t)json_integer_value(tn), nte = (size_t)json_integer_value(te);
+    size_t ntr = (size_t)rq.train_examples, nte = (size_t)rq.test_examples;
     if (co->phase != PH_WAITING && cr->registered && (cr->train_n != ntr || cr->test_n != nte)) {
         pthread_mutex_unlock(&co->mu);
-        json_decref(j);
+        free(labels);
         return reject(c, co, 409, R_MALFORMED_JSON, 0, a->client,
                       "register: client %d reported %zu/%zu examples before the run started and %zu/%zu now", a->client,
                       cr->train_n, cr->test_n, ntr, nte);
@@ -442,16 +410,13 @@ static enum MHD_Result h_register(struct MHD_Connection *c, fed_coordinator *co,
     cr->registered = 1;
     cr->train_n = ntr;
     cr->test_n = nte;
-    for (int i = 0; lc && i < co->num_classes; i++)
-        if (!json_is_integer(json_array_get(lc, (size_t)i)) || json_integer_value(json_array_get(lc, (size_t)i)) < 0 ||
-            json_integer_value(json_array_get(lc, (size_t)i)) > INT32_MAX) lc = NULL;
-    for (int i = 0; lc && i < co->num_classes; i++)
-        co->labels[(size_t)a->client * co->num_classes + i] = (int32_t)json_integer_value(json_array_get(lc, (size_t)i));
+    if (rq.has_label_counts)
+        memcpy(co->labels + (size_t)a->client * co->num_classes, labels, (size_t)co->num_classes * sizeof *labels);
     int64_t run = co->run_id;
     int phase = co->phase;
     pthread_cond_broadcast(&co->cv);
     pthread_mutex_unlock(&co->mu);
-    json_decref(j);
+    free(labels);
     char *yaml = fed_config_to_yaml(&co->cfg);
     if (!yaml) return MHD_NO;
     json_t *r = json_pack("{s:i, s:I, s:s, s:i, s:s, s:i}", "protocol", FED_PROTOCOL_VERSION, "run_id", (json_int_t)run,
@@ -834,20 +799,12 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
 }
 
 static enum MHD_Result h_evaluation(struct MHD_Connection *c, fed_coordinator *co, const auth *a, const conn *cn) {
-    json_error_t err;
-    json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
-    json_t *lo = j ? json_object_get(j, "loss") : NULL, *ac = j ? json_object_get(j, "accuracy") : NULL;
-    json_t *ne = j ? json_object_get(j, "num_examples") : NULL;
-    if (!j || !json_is_number(lo) || !json_is_number(ac) || !json_is_integer(ne)) {
-        json_decref(j);
-        return reject(c, co, 400, R_MALFORMED_JSON, 1, a->client,
-                      "evaluation: body must be a JSON object with numbers \"loss\", \"accuracy\" and integer \"num_examples\"");
-    }
-    double loss = json_number_value(lo), acc = json_number_value(ac);
-    long n = (long)json_integer_value(ne);
-    json_decref(j);
-    if (!isfinite(loss) || !(acc >= 0 && acc <= 1))
-        return reject(c, co, 400, R_NON_FINITE, 1, a->client, "evaluation: loss must be finite and accuracy in [0, 1]");
+    fed_req_evaluation ev;
+    int prc = fed_req_evaluation_parse(cn->body, cn->len, &ev);
+    if (prc)
+        return reject(c, co, 400, prc == FED_ERANGE ? R_NON_FINITE : R_MALFORMED_JSON, 1, a->client, "%s", fed_last_error());
+    double loss = ev.loss, acc = ev.accuracy;
+    long n = (long)ev.num_examples;
     enum MHD_Result ret;
     pthread_mutex_lock(&co->mu);
     if (check_round(c, co, a, K_EVAL, &ret)) return ret;
@@ -928,7 +885,7 @@ static enum MHD_Result h_api_get(struct MHD_Connection *c, fed_coordinator *co, 
         for (int i = 0; i < co->nrounds; i++) json_array_append_new(j, round_json(&co->rounds[i], 0));
     } else if (strncmp(url, "/api/rounds/", 12) == 0) {
         int64_t r;
-        if (parse_i64(url + 12, &r) == 0)
+        if (fed_req_parse_i64(url + 12, &r) == 0)
             for (int i = 0; i < co->nrounds; i++)
                 if (co->rounds[i].m.round == r) j = round_json(&co->rounds[i], 1);
         if (!j) {
@@ -1004,22 +961,12 @@ static enum MHD_Result h_api_post(struct MHD_Connection *c, fed_coordinator *co,
         return send_json(c, co, 200, json_pack("{s:b}", "started", 1));
     }
     if (strcmp(url, "/api/enroll") == 0) {
-        json_error_t err;
-        json_t *j = json_loadb(cn->body ? cn->body : "", cn->len, 0, &err);
-        json_t *id = j ? json_object_get(j, "client") : NULL;
-        const char *hex = j ? json_string_value(json_object_get(j, "public_key")) : NULL;
-        uint8_t pk[FED_SIGN_PUBLICKEYBYTES];
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= co->nclients || !hex ||
-            strlen(hex) != 64 || fed_hex_decode(pk, sizeof pk, hex)) {
-            json_decref(j);
-            return reject(c, co, 400, R_MALFORMED_JSON, 0, -1,
-                          "enroll: body must be {\"client\": ID in [0, %d), \"public_key\": 64 hex digits}", co->nclients);
-        }
-        int cid = (int)json_integer_value(id);
-        json_decref(j);
-        if (fed_allowlist_enroll(co->allow, cid, pk))
+        fed_req_enroll en;
+        if (fed_req_enroll_parse(cn->body, cn->len, co->nclients, &en))
+            return reject(c, co, 400, R_MALFORMED_JSON, 0, -1, "%s", fed_last_error());
+        if (fed_allowlist_enroll(co->allow, en.client, en.public_key))
             return send_json(c, co, 500, json_pack("{s:s}", "error", fed_last_error()));
-        return send_json(c, co, 200, json_pack("{s:i, s:b}", "client", cid, "enrolled", 1));
+        return send_json(c, co, 200, json_pack("{s:i, s:b}", "client", en.client, "enrolled", 1));
     }
     return reject(c, co, 404, R_NOT_FOUND, 0, -1, "no such endpoint: POST %.100s", url);
 }
@@ -1062,7 +1009,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *con_cls = cn;
         const char *cl = hdr(c, "Content-Length");
         int64_t l;
-        if (cl && parse_i64(cl, &l) == 0 && l > co->so.max_body_bytes) {
+        if (cl && fed_req_parse_i64(cl, &l) == 0 && l > co->so.max_body_bytes) {
             /* answered before the body is read: MHD then closes the connection */
             cn->too_big = 1;
             int up = strcmp(method, "POST") == 0 && (strcmp(url, "/v1/result") == 0 || strcmp(url, "/v1/evaluation") == 0);
@@ -1071,7 +1018,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         /* the declared size at once: no copies while the body grows; a large one
          * from the pool of receive buffers */
-        if (cl && parse_i64(cl, &l) == 0 && l > 0) {
+        if (cl && fed_req_parse_i64(cl, &l) == 0 && l > 0) {
             if ((size_t)l + 1 >= RX_POOL_MIN) cn->body = rx_take(co, (size_t)l + 1, &cn->cap), cn->pooled = cn->body != NULL;
             else if ((cn->body = malloc((size_t)l + 1))) cn->cap = (size_t)l + 1;
         }
