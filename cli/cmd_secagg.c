@@ -1,5 +1,6 @@
 /* federate bench secagg: one in-process secure aggregation round (Bonawitz et al.
- * 2017, or SecAgg+ over a Harary graph) on random vectors, timed per party.
+ * 2017, or SecAgg+ over a Harary graph; --consistency: the active-adversary
+ * variant) on random vectors, timed per party.
  * federate secagg-params: the SecAgg+ degree and threshold for a threat model. */
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ static int bench_input(void *ctx, int client, uint64_t *x, size_t L) {
 }
 
 int cmd_bench_secagg(int argc, char **argv) {
-    int clients = 100, length = 100000, threads = 1, ring_bits = 32, drop_stage = 2, threshold = 0;
+    int clients = 100, length = 100000, threads = 1, ring_bits = 32, drop_stage = 2, threshold = 0, consistency = 0;
     double dropout = 0, adv = 0.05;
     const char *graph = "full";
     uint64_t seed = 1;
@@ -37,7 +38,10 @@ int cmd_bench_secagg(int argc, char **argv) {
         {"dropout", ARG_FLOAT, &dropout, "fraction of clients that drop out (default 0)", 0, 0.95, NULL},
         {"drop-stage", ARG_INT, &drop_stage, "stage they drop before: 2 = after sharing keys, before the masked "
                                             "input, so the server must rebuild their pair masks (default 2); "
-                                            "3 = after the masked input", 0, 3, NULL},
+                                            "3 = after the masked input (with --consistency: after its signature "
+                                            "on U3); 5 = after the masked input, before that signature", 0, 5, NULL},
+        {"consistency", ARG_FLAG, &consistency, "the active-adversary variant: signed key advertisements and the "
+                                                "consistency check round before unmasking", NO_RANGE, NULL},
         {"graph", ARG_STRING, &graph, "full (SecAgg) or harary (SecAgg+) (default full)", NO_RANGE, graphs},
         {"threads", ARG_INT, &threads, "threads for the simulated clients and the server (default 1)", 1, 256, NULL},
         {"adversarial-fraction", ARG_FLOAT, &adv, "harary: adversarial fraction for the (k, t) choice (default 0.05)",
@@ -50,6 +54,10 @@ int cmd_bench_secagg(int argc, char **argv) {
     };
     int rc = args_parse("bench secagg", "[FLAGS]", specs, argc, argv, 3, NULL, 0, NULL);
     if (rc) return rc > 0 ? 0 : 2;
+    if (drop_stage == 4) {
+        fprintf(stderr, "federate bench secagg: --drop-stage 4 is not a stage (0..3, or 5 for the consistency check)\n");
+        return 2;
+    }
     fed_secagg_cfg cfg;
     if ((rc = fed_secagg_cfg_default(&cfg, clients))) return cli_fail("bench secagg", "configuration", rc);
     cfg.ring_bits = ring_bits;
@@ -64,6 +72,7 @@ int cmd_bench_secagg(int argc, char **argv) {
         cfg.threshold = t < 1 ? 1 : t;
     }
     if ((rc = fed_secagg_cfg_check(&cfg))) return cli_fail("bench secagg", "configuration", rc);
+    cfg.consistency = consistency; /* the driver makes the clients' signing keys */
     /* exactly ndrop clients drop, chosen by a seeded shuffle */
     uint8_t *drop = malloc((size_t)clients), *inc = malloc((size_t)clients);
     uint32_t *perm = malloc((size_t)clients * sizeof *perm);
@@ -102,6 +111,11 @@ int cmd_bench_secagg(int argc, char **argv) {
     printf("server_cpu_ms: %.1f\n", st.server_cpu_ms);
     for (int s = 0; s < 4; s++) printf("client_stage%d_ms: %.1f\n", s, st.client_stage_ms[s]);
     for (int s = 0; s < 4; s++) printf("server_stage%d_ms: %.1f\n", s, st.server_stage_ms[s]);
+    if (consistency) {
+        printf("consistency: yes\n");
+        printf("client_check_ms: %.1f\n", st.client_check_ms);
+        printf("server_check_ms: %.1f\n", st.server_check_ms);
+    }
     status = exact ? 0 : 1;
 out:
     free(drop);

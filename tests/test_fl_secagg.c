@@ -84,6 +84,22 @@ int main(void) {
     for (size_t i = 0; i < n0; i++) maxdiff = fmax(maxdiff, fabs(plain[i] - secure[i]));
     printf("one round: max |plain - secure| = %g\n", maxdiff);
     CHECK(maxdiff > 0 && maxdiff < 1e-5);
+    /* the active-adversary variant (signed keys, consistency check) sums the same
+     * inputs: the same model bit for bit */
+    {
+        fed_run_result r2;
+        size_t n2;
+        int d2;
+        base(&c, 1);
+        c.num_rounds = 1;
+        c.sa_consistency = 1;
+        float *checked = run(&c, "consistency1", &r2, &n2, &d2);
+        CHECK(n2 == n1);
+        CHECK(memcmp(checked, secure, n1 * sizeof *secure) == 0);
+        CHECK_EQ_INT(d2, 0);
+        free(checked);
+        fed_run_result_free(&r2);
+    }
     free(plain); free(secure);
     fed_run_result_free(&r0); fed_run_result_free(&r1);
     /* three rounds: the same accuracy */

@@ -110,6 +110,10 @@ int main(void) {
     cfg.sa_stage_dropout = 0.1;
     CHECK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop) == FED_EINVAL); /* a simulation setting */
     cfg.sa_stage_dropout = 0;
+    cfg.sa_consistency = 1;
+    CHECK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop) == FED_EINVAL); /* simulation only for now */
+    CHECK(strstr(fed_last_error(), "simulation only") != NULL);
+    cfg.sa_consistency = 0;
     CHECK_OK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop));
 
     /* round 1: clients 0..5 trained; 4 failed (no part in the protocol), 3 sends a

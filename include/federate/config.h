@@ -90,6 +90,8 @@ typedef struct fed_config {
     double sa_adversarial;      /* secure_aggregation.adversarial_fraction (0.05) */
     double sa_dropout;          /* secure_aggregation.dropout_fraction: tolerated drop-outs (0.3) */
     double sa_stage_dropout;    /* secure_aggregation.stage_dropout: simulated drop-out per protocol stage (0) */
+    int sa_consistency;         /* secure_aggregation.consistency_check: active-adversary variant (false;
+                                   simulation only) */
     /* differential privacy (the privacy: section) */
     char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local | distributed */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */

@@ -2,7 +2,7 @@
  * else, even when clients drop out (Bonawitz et al., CCS 2017), optionally over a
  * sparse k-regular Harary graph of neighbours (SecAgg+, Bell et al., CCS 2020).
  * The protocol runs as four stages of byte messages between client and server
- * state machines, so the same code works in process and over the network;
+ * state machines (five with the active-adversary consistency check), so the same code works in process and over the network;
  * fed_secagg_sum / fed_secagg_mean drive a whole round in process. */
 #ifndef FEDERATE_SECAGG_H
 #define FEDERATE_SECAGG_H
@@ -36,6 +36,23 @@ typedef struct fed_secagg_cfg {
     uint64_t round;         /* bound into every derived key and ciphertext */
     uint8_t graph_seed[32]; /* server randomness that permutes ids around the Harary ring */
     int threads;            /* worker threads of the in-process driver and the server */
+    /* Active-adversary variant (Bonawitz et al. 2017, Sec. 4.2 / Fig. 4 with the
+     * ConsistencyCheck round); 0 (the default) leaves every message as without it.
+     * Non-zero: each client signs its stage-0 keys with its long-term Ed25519 key
+     * (the server refuses an advertisement whose signature does not verify, a client
+     * aborts on a key list carrying one), and a fifth stage runs between the masked
+     * input and the unmasking: the server sends every survivor the set U3 of clients
+     * whose masked inputs it kept, each signs (round, U3), and the unmasking request
+     * carries the signatures of the client's neighbours (and its own); a client
+     * reveals nothing unless at least t of them are valid signatures on the U3 it
+     * signed, from members of U3, and the request is consistent with U3. */
+    int consistency;
+    /* With consistency: sign_pks[u] is client u's Ed25519 public key (n entries, the
+     * PKI every party trusts). Not copied: it must stay valid and unchanged until
+     * every client and server made from this configuration is freed. Each client
+     * also needs its secret key (fed_secagg_client_set_signing_key). Unused (may be
+     * NULL) when consistency is 0. */
+    const uint8_t (*sign_pks)[32];
 } fed_secagg_cfg;
 
 /* Full graph, t = floor(n/2) + 1, R = 2^32, one thread, random graph seed. */
@@ -55,6 +72,11 @@ int fed_secagg_cfg_check(const fed_secagg_cfg *cfg);
 typedef struct fed_secagg_client fed_secagg_client;
 int fed_secagg_client_new(fed_secagg_client **out, const fed_secagg_cfg *cfg, uint32_t id);
 void fed_secagg_client_free(fed_secagg_client *c);
+/* With cfg->consistency: the client's long-term Ed25519 secret key (libsodium's
+ * 64-byte form; its public half must be cfg->sign_pks[id]), copied and wiped at
+ * free. Call before advertise; without it advertise fails (FED_ESTATE).
+ * FED_EINVAL when consistency is off or the key does not match sign_pks[id]. */
+int fed_secagg_client_set_signing_key(fed_secagg_client *c, const uint8_t sk[64]);
 /* Each step reads the server's message for this client and writes the client's
  * next message into *out (malloc'd, the caller frees). A step that fails leaves
  * no message: the client has dropped out (or refused, e.g. when asked to reveal
@@ -65,6 +87,13 @@ int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t
 /* x: L ring elements, each < R. */
 int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size_t in_len, const uint64_t *x,
                                    size_t L, uint8_t **out, size_t *out_len);
+/* With cfg->consistency only, between masked_input and unmask: reads the server's
+ * U3, checks it has at least t members (itself among them) and answers with its
+ * signature on (round, U3). unmask then also checks the forwarded signatures
+ * (see fed_secagg_cfg.consistency) and fails, revealing nothing, when they fall
+ * short. */
+int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
+                                  size_t *out_len);
 int fed_secagg_client_unmask(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
                              size_t *out_len);
 
@@ -73,19 +102,26 @@ typedef struct fed_secagg_server fed_secagg_server;
 int fed_secagg_server_new(fed_secagg_server **out, const fed_secagg_cfg *cfg, size_t L);
 void fed_secagg_server_free(fed_secagg_server *s);
 /* Stage now collecting client messages: 0 advertise, 1 share keys, 2 masked
- * input, 3 unmasking, 4 done, -1 failed. */
+ * input, 3 unmasking, 4 done, -1 failed. With cfg->consistency there is one more:
+ * 3 consistency check (signatures on U3), 4 unmasking, 5 done (see
+ * fed_secagg_stage_count / fed_secagg_stage_is_consistency). */
 int fed_secagg_server_stage(const fed_secagg_server *s);
+/* Stages of a round: 4, or 5 with cfg->consistency (the server's "done" index). */
+int fed_secagg_stage_count(const fed_secagg_cfg *cfg);
+/* 1 when stage index s is the consistency check under cfg (s == 3 with it on). */
+int fed_secagg_stage_is_consistency(const fed_secagg_cfg *cfg, int s);
 /* Takes client from's message for the current stage. A malformed, inconsistent,
  * duplicate or unexpected message is refused with an error code and the sender
- * is dropped from the round (at stage 3: its answer is ignored); the round goes on. */
+ * is dropped from the round (at the unmasking stage: its answer is ignored); the round goes on. */
 int fed_secagg_server_receive(fed_secagg_server *s, uint32_t from, const uint8_t *msg, size_t len);
 /* Closes the current stage. FED_ESTATE (round failed, with a message) when fewer
- * than t clients remain or a secret cannot be rebuilt. Closing stage 3 unmasks. */
+ * than t clients remain or a secret cannot be rebuilt. Closing the unmasking
+ * stage (the last) unmasks. */
 int fed_secagg_server_finish_stage(fed_secagg_server *s);
 /* The server's message to client `to` opening the current stage (after a
  * finish_stage); FED_ESTATE when that client is no longer in the round. */
 int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, size_t *out_len);
-/* After stage 3 closed: the sum mod R of the included clients' inputs, and
+/* After the unmasking stage closed: the sum mod R of the included clients' inputs, and
  * included[u] = 1 for each client whose input is in it (n bytes, may be NULL). */
 int fed_secagg_server_result(const fed_secagg_server *s, uint64_t *sum, uint8_t *included);
 /* Clients refused so far for bad messages (offender[u] = 1, n bytes). */
@@ -101,18 +137,28 @@ typedef struct fed_secagg_stats {
                                   idle machine is about this / threads */
     double bytes_per_client;   /* up + down, mean over clients that finished */
     int survivors;             /* inputs in the sum */
-    int finished;              /* clients that sent all four messages */
+    int finished;              /* clients that sent all their messages (four, or five) */
+    double client_check_ms;    /* with cfg->consistency: the check stage (also in client_ms) */
+    double server_check_ms;    /* and the server's (also in server_ms); 0 without it */
 } fed_secagg_stats;
 
 /* drop_at[u] in 0..4: client u stops before sending its stage drop_at[u] message
- * (4 = never drops). Draws a schedule: client drops at stage s with probability
- * p[s] given that it reached s; stream (seed, round, FED_RNG_DROPOUT_CLIENT). */
+ * (0 advertise, 1 share keys, 2 masked input, 3 unmasking answer; 4 = never
+ * drops), with or without the consistency check. FED_SECAGG_DROP_CHECK: it stops
+ * after its masked input and before its consistency signature (without the
+ * check: before its unmasking answer, as 3). Larger values: never drops.
+ * Draws a schedule: client drops at stage s with probability
+ * p[s] given that it reached s; stream (seed, round, FED_RNG_DROPOUT_CLIENT).
+ * It never draws FED_SECAGG_DROP_CHECK. */
+#define FED_SECAGG_DROP_CHECK 5
 void fed_secagg_drop_schedule(int n, const double p[4], uint64_t seed, uint64_t round, uint8_t *drop_at);
 
 /* Fills x (L ring elements < R) with client u's input. */
 typedef int (*fed_secagg_input_fn)(void *ctx, int client, uint64_t *x, size_t L);
 /* One round with cfg->n simulated clients (cfg->threads threads; the result does
- * not depend on it). drop_at may be NULL. sum_out: L elements; included: n bytes
+ * not depend on it). With cfg->consistency the driver generates every client's
+ * Ed25519 key pair itself (cfg->sign_pks is ignored) and runs the check stage.
+ * drop_at may be NULL. sum_out: L elements; included: n bytes
  * or NULL; stats may be NULL. */
 int fed_secagg_sim_run(const fed_secagg_cfg *cfg, size_t L, fed_secagg_input_fn input, void *ctx,
                        const uint8_t *drop_at, uint64_t *sum_out, uint8_t *included, fed_secagg_stats *stats);

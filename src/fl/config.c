@@ -181,6 +181,9 @@ static const fed_config_key keys[] = {
      "noise is sized for the rest"},
     {"secure_aggregation.stage_dropout", FED_CONFIG_DOUBLE, FIELD(sa_stage_dropout), 0, 0.9, NULL,
      "simulation: probability that a client drops out at each protocol stage"},
+    {"secure_aggregation.consistency_check", FED_CONFIG_BOOL, FIELD(sa_consistency), NO_RANGE, NULL,
+     "active-adversary variant: signed key advertisements and a consistency round before unmasking "
+     "(simulation only for now)"},
     /* differential privacy */
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
@@ -919,6 +922,9 @@ int fed_config_validate(const fed_config *c) {
     } else if (!strcmp(c->dp_mode, "distributed")) {
         return fed_error(FED_EINVAL, "privacy.mode distributed adds the noise inside secure aggregation; set "
                                      "secure_aggregation.enabled: true (or use privacy.mode dp-fedavg)");
+    } else if (c->sa_consistency) {
+        return fed_error(FED_EINVAL, "secure_aggregation.consistency_check is a variant of secure aggregation; set "
+                                     "secure_aggregation.enabled: true");
     }
     if (c->adapt_to_capability && !strcmp(c->capability, "none"))
         return fed_error(FED_EINVAL, "adapt_to_capability needs a capability distribution "

@@ -94,6 +94,7 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
     if (!strcmp(c->sa_graph, "harary") && (rc = fed_secagg_cfg_plus(&pc, c->sa_adversarial, c->sa_dropout, 0))) goto out;
     pc.round = (uint64_t)round;
     pc.threads = c->threads > 0 ? c->threads : 2;
+    pc.consistency = c->sa_consistency; /* the driver generates the clients' signing keys */
     /* reproducible simulation: the graph's permutation from the run's seed */
     fed_rng r;
     fed_rng_init(&r, c->seed, (uint64_t)round, 0, FED_RNG_USER + 1);

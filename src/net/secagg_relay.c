@@ -89,6 +89,9 @@ int fed_secagg_relay_new(fed_secagg_relay **out, const fed_config *cfg, double s
     if (cfg->sa_stage_dropout > 0)
         return fed_error(FED_EINVAL, "secure_aggregation.stage_dropout is a simulation setting; a deployment's clients "
                                      "drop out by themselves");
+    if (cfg->sa_consistency)
+        return fed_error(FED_EINVAL, "secure_aggregation.consistency_check runs in simulation only for now; the "
+                                     "coordinator's secure aggregation has no consistency round yet");
     fed_secagg_relay *r = calloc(1, sizeof *r);
     if (!r) return fed_error(FED_ENOMEM, "secure aggregation relay: out of memory");
     r->cfg = *cfg;

@@ -14,7 +14,8 @@ struct fed_secagg_client {
     sa_ring ring;
     sa_graph g;
     uint32_t id;
-    int stage; /* next call: 0 advertise, 1 share keys, 2 masked input, 3 unmask, 4 done, -1 dead */
+    int stage; /* next call: 0 advertise, 1 share keys, 2 masked input, CL_CHECK consistency (only with
+                  cfg.consistency), 3 unmask, 4 done, -1 dead */
     uint8_t c_sk[32], c_pk[32], s_sk[32], s_pk[32], b[32];
     int m;              /* peers named by the server at stage 1 (neighbours that advertised) */
     uint32_t *peer;     /* ascending */
@@ -22,7 +23,16 @@ struct fed_secagg_client {
     fed_shamir_share self_b, self_s;
     uint8_t *got;       /* per peer: 0 no share relayed, 1 share ok, 2 share undecryptable */
     fed_shamir_share *rb, *rs;
+    /* consistency check */
+    uint8_t sign_sk[64]; /* long-term Ed25519 key, wiped once U3 is signed */
+    int has_sk;
+    uint32_t *u3;        /* the U3 this client signed, ascending */
+    uint32_t nu3;
+    uint8_t *u3_tbs;     /* and the signed bytes */
+    size_t u3_tbs_len;
 };
+
+enum { CL_CHECK = 5 };
 
 int fed_secagg_client_new(fed_secagg_client **out, const fed_secagg_cfg *cfg, uint32_t id) {
     *out = NULL;
@@ -58,6 +68,8 @@ void fed_secagg_client_free(fed_secagg_client *c) {
     free(c->got);
     wipe_free(c->rb, m * sizeof *c->rb);
     wipe_free(c->rs, m * sizeof *c->rs);
+    free(c->u3);
+    free(c->u3_tbs);
     sa_graph_free(&c->g);
     sodium_memzero(c, sizeof *c);
     free(c);
@@ -75,21 +87,46 @@ static int want_stage(fed_secagg_client *c, int s, const char *what) {
     return 0;
 }
 
+int fed_secagg_client_set_signing_key(fed_secagg_client *c, const uint8_t sk[64]) {
+    if (!c || !sk) return fed_error(FED_EINVAL, "secagg client: NULL");
+    if (!c->cfg.consistency)
+        return fed_error(FED_EINVAL, "secagg client %u: a signing key without the consistency check", (unsigned)c->id);
+    int rc = want_stage(c, 0, "set_signing_key");
+    if (rc) return rc;
+    uint8_t pk[32];
+    crypto_sign_ed25519_sk_to_pk(pk, sk);
+    if (sodium_memcmp(pk, c->cfg.sign_pks[c->id], 32) != 0)
+        return fed_error(FED_EINVAL, "secagg client %u: signing key does not match sign_pks[%u]", (unsigned)c->id,
+                         (unsigned)c->id);
+    memcpy(c->sign_sk, sk, 64);
+    c->has_sk = 1;
+    return 0;
+}
+
 int fed_secagg_client_advertise(fed_secagg_client *c, uint8_t **out, size_t *out_len) {
     int rc = want_stage(c, 0, "advertise");
     if (rc) return rc;
+    if (c->cfg.consistency && !c->has_sk)
+        return fed_error(FED_ESTATE, "secagg client %u: the consistency check needs its signing key "
+                                     "(fed_secagg_client_set_signing_key)", (unsigned)c->id);
+    size_t len = SA_HDR + 64 + (c->cfg.consistency ? SA_SIG : 0);
     randombytes_buf(c->c_sk, 32);
     randombytes_buf(c->s_sk, 32);
     randombytes_buf(c->b, 32);
     crypto_scalarmult_base(c->c_pk, c->c_sk);
     crypto_scalarmult_base(c->s_pk, c->s_sk);
-    uint8_t *msg = malloc(SA_HDR + 64);
+    uint8_t *msg = malloc(len);
     if (!msg) return fed_error(FED_ENOMEM, "secagg client: message");
     sa_put_hdr(msg, SA_C_ADV, c->id, c->cfg.round);
     memcpy(msg + SA_HDR, c->c_pk, 32);
     memcpy(msg + SA_HDR + 32, c->s_pk, 32);
+    if (c->cfg.consistency) {
+        uint8_t tbs[SA_ADV_TBS];
+        sa_adv_tbs(tbs, c->cfg.round, c->id, c->c_pk, c->s_pk);
+        sa_sign_msg(msg + SA_HDR + 64, tbs, sizeof tbs, c->sign_sk);
+    }
     *out = msg;
-    *out_len = SA_HDR + 64;
+    *out_len = len;
     c->stage = 1;
     return 0;
 }
@@ -125,7 +162,8 @@ int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t
     if (r.bad || m > (uint32_t)k)
         return dead(c, fed_error(FED_EFORMAT, "secagg client %u: key list of %u peers (degree %d)", (unsigned)c->id,
                                  (unsigned)m, k));
-    if (in_len != SA_HDR + 4 + (size_t)m * 68)
+    size_t ent = 68 + (c->cfg.consistency ? SA_SIG : 0);
+    if (in_len != SA_HDR + 4 + (size_t)m * ent)
         return dead(c, fed_error(FED_EFORMAT, "secagg client %u: key list of %zu bytes for %u peers", (unsigned)c->id,
                                  in_len, (unsigned)m));
     if ((int)m + 1 < c->cfg.threshold)
@@ -154,6 +192,17 @@ int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t
             rc = fed_error(FED_EFORMAT, "secagg client %u: key list names client %u, not a new neighbour",
                            (unsigned)c->id, (unsigned)v);
             goto out;
+        }
+        if (c->cfg.consistency) {
+            /* the keys must be v's own: a server cannot substitute its keys for them */
+            const uint8_t *sig = sa_rdn(&r, SA_SIG);
+            uint8_t tbs[SA_ADV_TBS];
+            sa_adv_tbs(tbs, c->cfg.round, v, cp, sp);
+            if (!sa_sig_ok(sig, tbs, sizeof tbs, c->cfg.sign_pks[v])) {
+                rc = fed_error(FED_EFORMAT, "secagg client %u: the keys of client %u in the key list are not signed "
+                                            "by it", (unsigned)c->id, (unsigned)v);
+                goto out;
+            }
         }
         c->peer[j] = v;
         memcpy(c->peer_c[j], cp, 32);
@@ -304,7 +353,7 @@ int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size
     }
     *out = msg;
     *out_len = len;
-    c->stage = 3;
+    c->stage = c->cfg.consistency ? CL_CHECK : 3;
     /* masks are applied: only the shares held for others are still needed */
     sodium_memzero(c->s_sk, 32);
     sodium_memzero(c->b, 32);
@@ -315,6 +364,101 @@ out:
     wipe_free(st, (m + 1) * sizeof *st);
     wipe_free(acc, (L ? L : 1) * (size_t)R->es);
     return rc ? dead(c, rc) : 0;
+}
+
+static int in_u3(const fed_secagg_client *c, uint32_t v) {
+    int lo = 0, hi = (int)c->nu3 - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (c->u3[mid] == v) return 1;
+        if (c->u3[mid] < v) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return 0;
+}
+
+int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
+                                  size_t *out_len) {
+    if (!c || !out || !out_len) return fed_error(FED_EINVAL, "secagg client: NULL");
+    if (!c->cfg.consistency)
+        return fed_error(FED_ESTATE, "secagg client %u: no consistency check in this round", (unsigned)c->id);
+    int rc = want_stage(c, CL_CHECK, "consistency");
+    if (rc) return rc;
+    if ((rc = sa_check_hdr(in, in_len, SA_S_CHECK, c->id, c->cfg.round, "secagg client: consistency check")))
+        return dead(c, rc);
+    sa_rd r = {in, in_len, SA_HDR, 0};
+    uint32_t m = sa_rd32(&r);
+    if (r.bad || m > (uint32_t)c->cfg.n || in_len != SA_HDR + 4 + (size_t)m * 4)
+        return dead(c, fed_error(FED_EFORMAT, "secagg client %u: consistency check of %zu bytes is malformed",
+                                 (unsigned)c->id, in_len));
+    if ((int)m < c->cfg.threshold)
+        return dead(c, fed_error(FED_ESTATE, "secagg client %u: U3 has %u clients, fewer than threshold %d",
+                                 (unsigned)c->id, (unsigned)m, c->cfg.threshold));
+    const uint8_t *ids = in + SA_HDR + 4;
+    uint32_t *u3 = malloc(((size_t)m + 1) * sizeof *u3);
+    if (!u3) return dead(c, fed_error(FED_ENOMEM, "secagg client: U3"));
+    int self = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        u3[i] = sa_get32(ids + 4 * (size_t)i);
+        if (u3[i] >= (uint32_t)c->cfg.n || (i > 0 && u3[i] <= u3[i - 1])) {
+            free(u3);
+            return dead(c, fed_error(FED_EFORMAT, "secagg client %u: U3 is not an ascending list of clients",
+                                     (unsigned)c->id));
+        }
+        self |= u3[i] == c->id;
+    }
+    if (!self) {
+        free(u3);
+        return dead(c, fed_error(FED_EFORMAT, "secagg client %u: U3 leaves out the client it is sent to",
+                                 (unsigned)c->id));
+    }
+    size_t tl = 0;
+    uint8_t *tbs = sa_u3_tbs(c->cfg.round, ids, m, &tl);
+    uint8_t *msg = malloc(SA_HDR + SA_SIG);
+    if (!tbs || !msg) {
+        free(u3);
+        free(tbs);
+        free(msg);
+        return dead(c, fed_error(FED_ENOMEM, "secagg client: consistency check"));
+    }
+    sa_put_hdr(msg, SA_C_CHECK, c->id, c->cfg.round);
+    sa_sign_msg(msg + SA_HDR, tbs, tl, c->sign_sk);
+    sodium_memzero(c->sign_sk, sizeof c->sign_sk); /* signs nothing else this round */
+    c->u3 = u3;
+    c->nu3 = m;
+    c->u3_tbs = tbs;
+    c->u3_tbs_len = tl;
+    *out = msg;
+    *out_len = SA_HDR + SA_SIG;
+    c->stage = 3;
+    return 0;
+}
+
+/* The unmasking request's signatures (consistency check): at least t valid ones
+ * on this client's U3, from members of U3 that are itself or its neighbours; any
+ * other entry means the server is not consistent, and nothing is revealed. */
+static int check_signatures(fed_secagg_client *c, sa_rd *r) {
+    uint32_t g = sa_rd32(r);
+    int k = sa_graph_degree(&c->g);
+    if (r->bad || g > (uint32_t)k + 1 || r->len - r->off != (size_t)g * (4 + SA_SIG))
+        return fed_error(FED_EFORMAT, "secagg client %u: signature list of the reveal request is malformed",
+                         (unsigned)c->id);
+    int64_t last = -1;
+    for (uint32_t i = 0; i < g; i++) {
+        uint32_t v = sa_rd32(r);
+        const uint8_t *sig = sa_rdn(r, SA_SIG);
+        if ((int64_t)v <= last || !in_u3(c, v) || (v != c->id && !sa_graph_is_nbr(&c->g, c->id, v)))
+            return fed_error(FED_ESTATE, "secagg client %u: consistency check failed: a signature from client %u, "
+                                         "not a new member of U3 in its neighbourhood", (unsigned)c->id, (unsigned)v);
+        last = v;
+        if (!sa_sig_ok(sig, c->u3_tbs, c->u3_tbs_len, c->cfg.sign_pks[v]))
+            return fed_error(FED_ESTATE, "secagg client %u: consistency check failed: client %u's signature is not "
+                                         "on the U3 this client signed", (unsigned)c->id, (unsigned)v);
+    }
+    if ((int)g < c->cfg.threshold)
+        return fed_error(FED_ESTATE, "secagg client %u: consistency check failed: %u signatures on U3, threshold %d",
+                         (unsigned)c->id, (unsigned)g, c->cfg.threshold);
+    return 0;
 }
 
 static void put_share(uint8_t *p, uint32_t owner, const fed_shamir_share *s) {
@@ -334,9 +478,23 @@ int fed_secagg_client_unmask(fed_secagg_client *c, const uint8_t *in, size_t in_
         return dead(c, fed_error(FED_EFORMAT, "secagg client %u: reveal request is malformed", (unsigned)c->id));
     const uint8_t *bl = sa_rdn(&r, (size_t)nb * 4);
     uint32_t ns = sa_rd32(&r);
-    if (r.bad || ns > (uint32_t)c->m || in_len != SA_HDR + 8 + ((size_t)nb + ns) * 4)
+    int cons = c->cfg.consistency != 0;
+    if (r.bad || ns > (uint32_t)c->m || (cons ? in_len < SA_HDR + 8 + ((size_t)nb + ns) * 4
+                                              : in_len != SA_HDR + 8 + ((size_t)nb + ns) * 4))
         return dead(c, fed_error(FED_EFORMAT, "secagg client %u: reveal request is malformed", (unsigned)c->id));
     const uint8_t *sl = sa_rdn(&r, (size_t)ns * 4);
+    if (cons) {
+        if ((rc = check_signatures(c, &r))) return dead(c, rc);
+        /* self-mask shares only of U3, mask-key shares only outside it */
+        for (uint32_t i = 0; i < nb; i++)
+            if (!in_u3(c, sa_get32(bl + 4 * i)))
+                return dead(c, fed_error(FED_ESTATE, "secagg client %u: asked for the self-mask share of client %u, "
+                                                     "which is not in U3", (unsigned)c->id, (unsigned)sa_get32(bl + 4 * i)));
+        for (uint32_t i = 0; i < ns; i++)
+            if (in_u3(c, sa_get32(sl + 4 * i)))
+                return dead(c, fed_error(FED_ESTATE, "secagg client %u: asked for the mask key share of client %u, "
+                                                     "which is in U3", (unsigned)c->id, (unsigned)sa_get32(sl + 4 * i)));
+    }
     /* both lists ascending, so one merge finds an id asked for twice */
     for (uint32_t i = 0, j = 0; i < nb && j < ns;) {
         uint32_t a = sa_get32(bl + 4 * i), b = sa_get32(sl + 4 * j);

@@ -246,6 +246,8 @@ int fed_secagg_cfg_check(const fed_secagg_cfg *cfg) {
         return fed_error(FED_EINVAL, "secagg: Harary degree %d must be even and >= 2 (or use the full graph)", k);
     if (cfg->threshold < 1 || cfg->threshold > k + 1)
         return fed_error(FED_EINVAL, "secagg: threshold %d outside 1..degree+1 = %d", cfg->threshold, k + 1);
+    if (cfg->consistency && !cfg->sign_pks)
+        return fed_error(FED_EINVAL, "secagg: the consistency check needs every client's signing public key (sign_pks)");
     sa_ring r;
     return sa_ring_init(&r, cfg);
 }

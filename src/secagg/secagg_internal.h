@@ -88,12 +88,31 @@ static inline int sa_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }
  *   S_SHARES m u32, m x (from u32, ct[176])                 from neighbours in U1
  *   C_MASKED c u32, c x id u32 (undecryptable shares), L u64, L x element (4 bytes if R <= 2^32, else 8)
  *   S_REVEAL nb u32, nb x id, ns u32, ns x id               self-mask shares of U2, mask-key shares of U1 \ U2
- *   C_UNMASK nb u32, nb x (id u32, share[8 x u64]), ns u32, ns x (id u32, share[8 x u64]) */
+ *   C_UNMASK nb u32, nb x (id u32, share[8 x u64]), ns u32, ns x (id u32, share[8 x u64])
+ * With cfg->consistency (the active-adversary variant) some messages grow and a
+ * stage is added between C_MASKED and S_REVEAL (Ed25519 signatures, 64 bytes):
+ *   C_ADV    c_pk[32] s_pk[32] sig[64]          sig over "FSAa" round u64 id u32 c_pk s_pk
+ *   S_KEYS   m u32, m x (id u32, c_pk[32], s_pk[32], sig[64])
+ *   S_CHECK  m u32, m x id u32                  U3 (masked inputs kept), ascending
+ *   C_CHECK  sig[64]                            over "FSAu" round u64 m u32 (m x id u32)
+ *   S_REVEAL as above, then g u32, g x (id u32, sig[64])  C_CHECK signatures of the
+ *            recipient and its neighbours, ascending */
 #define SA_HDR 16
 enum {
-    SA_C_ADV = 0, SA_C_SHARE = 1, SA_C_MASKED = 2, SA_C_UNMASK = 3,
-    SA_S_KEYS = 0x10, SA_S_SHARES = 0x11, SA_S_REVEAL = 0x12,
+    SA_C_ADV = 0, SA_C_SHARE = 1, SA_C_MASKED = 2, SA_C_UNMASK = 3, SA_C_CHECK = 4,
+    SA_S_KEYS = 0x10, SA_S_SHARES = 0x11, SA_S_REVEAL = 0x12, SA_S_CHECK = 0x13,
 };
+#define SA_SIG 64
+#define SA_ADV_TBS (4 + 8 + 4 + 64)
+/* The bytes a stage-0 signature covers. */
+void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, uint32_t id, const uint8_t c_pk[32], const uint8_t s_pk[32]);
+/* The bytes a consistency signature covers, from U3 as m little-endian u32 ids
+ * (malloc'd, *len set; NULL when out of memory). */
+uint8_t *sa_u3_tbs(uint64_t round, const uint8_t *ids_wire, uint32_t m, size_t *len);
+/* 1 when sig is pk's valid Ed25519 signature on msg. */
+int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]);
+/* sig = Ed25519 signature on msg with the 64-byte secret key sk. */
+void sa_sign_msg(uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t sk[64]);
 #define SA_PT_LEN (8 + 2 * 8 * FED_SHAMIR_CHUNKS) /* from, to, b-share, s-share */
 #define SA_NONCE 24
 #define SA_TAG 16

@@ -41,7 +41,29 @@ struct fed_secagg_server {
     int *nans_b, *nans_s;
     void *acc;
     uint64_t *result;
+    /* consistency check (cfg.consistency only) */
+    uint8_t (*adv_sig)[SA_SIG]; /* stage 0: each advertisement's signature, forwarded in key lists */
+    uint8_t (*chk_sig)[SA_SIG]; /* each client's signature on U3 */
+    uint8_t *signed_u3;         /* 1: chk_sig[u] verified */
+    uint8_t *u3_wire;           /* U3 as sent: ascending u32 ids */
+    uint32_t nu3;
+    uint8_t *u3_tbs;            /* the bytes each signature covers */
+    size_t u3_tbs_len;
 };
+
+/* What the current stage index means: without the check the index itself,
+ * with it 3 is K_CHECK and 4, 5 are unmasking and done. */
+enum { K_ADV = 0, K_SHARE = 1, K_MASKED = 2, K_UNMASK = 3, K_DONE = 4, K_CHECK = 5 };
+
+static int kind_of(const fed_secagg_server *s, int stage) {
+    if (stage < 0 || !s->cfg.consistency || stage < 3) return stage;
+    return stage == 3 ? K_CHECK : stage == 4 ? K_UNMASK : stage == 5 ? K_DONE : stage + 1;
+}
+
+static int kind(const fed_secagg_server *s) { return kind_of(s, s->stage); }
+
+/* index of the last (unmasking) stage */
+static int last_stage(const fed_secagg_server *s) { return fed_secagg_stage_count(&s->cfg) - 1; }
 
 static int nbrs_alloc(fed_secagg_server *s, uint32_t **out) {
     *out = malloc(((size_t)s->k + 1) * sizeof **out);
@@ -81,11 +103,16 @@ int fed_secagg_server_new(fed_secagg_server **out, const fed_secagg_cfg *cfg, si
     s->ans_so = calloc(n, sizeof *s->ans_so);
     s->nans_b = calloc(n, sizeof *s->nans_b);
     s->nans_s = calloc(n, sizeof *s->nans_s);
+    if (cfg->consistency) {
+        s->adv_sig = calloc(n, SA_SIG);
+        s->chk_sig = calloc(n, SA_SIG);
+        s->signed_u3 = calloc(n, 1);
+    }
     int threads = cfg->threads < 1 ? 1 : cfg->threads;
     rc = fed_pool_new(&s->pool, threads);
     if (!rc && (!s->f || !s->c_pk || !s->s_pk || !s->commit || !s->sh_m || !s->sh_to || !s->sh_ct || !s->y ||
                 !s->compl || !s->ncompl || !s->ans_b || !s->ans_s || !s->ans_bo || !s->ans_so || !s->nans_b ||
-                !s->nans_s))
+                !s->nans_s || (cfg->consistency && (!s->adv_sig || !s->chk_sig || !s->signed_u3))))
         rc = fed_error(FED_ENOMEM, "secagg server: %d clients", s->n);
     if (rc) {
         fed_secagg_server_free(s);
@@ -132,6 +159,11 @@ void fed_secagg_server_free(fed_secagg_server *s) {
     free(s->nans_s);
     free(s->acc);
     free(s->result);
+    free(s->adv_sig);
+    free(s->chk_sig);
+    free(s->signed_u3);
+    free(s->u3_wire);
+    free(s->u3_tbs);
     fed_pool_free(s->pool);
     sa_graph_free(&s->g);
     free(s);
@@ -150,14 +182,16 @@ static int refuse(fed_secagg_server *s, uint32_t u, int rc) {
     return rc;
 }
 
-static int in_set(const fed_secagg_server *s, uint32_t u, int stage) {
+/* whether u takes part in the stage of kind k */
+static int in_set(const fed_secagg_server *s, uint32_t u, int k) {
     uint8_t f = s->f[u];
     if (f & F_OFFENDER) return 0;
-    switch (stage) {
-    case 0: return 1;
-    case 1: return (f & F_ADV) != 0;
-    case 2: return (f & F_SHARED) != 0;
-    case 3: return (f & F_IN) != 0;
+    switch (k) {
+    case K_ADV: return 1;
+    case K_SHARE: return (f & F_ADV) != 0;
+    case K_MASKED: return (f & F_SHARED) != 0;
+    case K_CHECK: return (f & F_IN) != 0;
+    case K_UNMASK: return (f & F_IN) != 0 && (!s->cfg.consistency || s->signed_u3[u]);
     default: return 0;
     }
 }
@@ -182,8 +216,16 @@ static int key_list(const fed_secagg_server *s, uint32_t u, uint32_t *nb) {
 }
 
 static int recv_adv(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size_t len) {
-    if (len != SA_HDR + 64) return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: advertisement of client %u has "
-                                                                     "%zu bytes, expected %d", (unsigned)u, len, SA_HDR + 64));
+    size_t want = SA_HDR + 64 + (s->cfg.consistency ? SA_SIG : 0);
+    if (len != want) return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: advertisement of client %u has "
+                                                                "%zu bytes, expected %zu", (unsigned)u, len, want));
+    if (s->cfg.consistency) {
+        uint8_t tbs[SA_ADV_TBS];
+        sa_adv_tbs(tbs, s->cfg.round, u, msg + SA_HDR, msg + SA_HDR + 32);
+        if (!sa_sig_ok(msg + SA_HDR + 64, tbs, sizeof tbs, s->cfg.sign_pks[u]))
+            return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: advertisement of client %u is not signed by it",
+                                          (unsigned)u));
+    }
     /* a low-order public key would make every shared secret with it known */
     static const uint8_t probe[32] = {9, 1, 2, 3, 4, 5, 6, 7, 8};
     uint8_t t[32];
@@ -193,6 +235,7 @@ static int recv_adv(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size_t
                                           (unsigned)u));
     memcpy(s->c_pk[u], msg + SA_HDR, 32);
     memcpy(s->s_pk[u], msg + SA_HDR + 32, 32);
+    if (s->cfg.consistency) memcpy(s->adv_sig[u], msg + SA_HDR + 64, SA_SIG);
     s->f[u] |= F_ADV;
     return 0;
 }
@@ -403,27 +446,45 @@ bad:
     return refuse(s, v, rc);
 }
 
+/* A client's signature on U3: verified here, forwarded with the reveal requests. */
+static int recv_check(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size_t len) {
+    if (len != SA_HDR + SA_SIG)
+        return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: consistency signature of client %u has %zu bytes, "
+                                                   "expected %d", (unsigned)u, len, SA_HDR + SA_SIG));
+    if (!sa_sig_ok(msg + SA_HDR, s->u3_tbs, s->u3_tbs_len, s->cfg.sign_pks[u]))
+        return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: client %u's signature on U3 does not verify",
+                                      (unsigned)u));
+    memcpy(s->chk_sig[u], msg + SA_HDR, SA_SIG);
+    s->signed_u3[u] = 1;
+    return 0;
+}
+
 int fed_secagg_server_receive(fed_secagg_server *s, uint32_t from, const uint8_t *msg, size_t len) {
     if (!s) return fed_error(FED_EINVAL, "secagg server: NULL");
-    if (s->stage < 0 || s->stage > 3) return fed_error(FED_ESTATE, "secagg server: round is over (stage %d)", s->stage);
+    int k = kind(s);
+    if (k < 0 || k == K_DONE) return fed_error(FED_ESTATE, "secagg server: round is over (stage %d)", s->stage);
     if (from >= (uint32_t)s->n)
         return fed_error(FED_EINVAL, "secagg server: message from unknown client %u (round has %d)", (unsigned)from, s->n);
-    if (!in_set(s, from, s->stage))
+    if (!in_set(s, from, k))
         return fed_error(FED_ESTATE, "secagg server: client %u is not in the round at stage %d", (unsigned)from, s->stage);
-    static const uint8_t done[4] = {F_ADV, F_SHARED, F_MASKED, F_ANSWERED};
-    if (s->f[from] & done[s->stage]) {
+    if (k == K_CHECK ? s->signed_u3[from] != 0 : (s->f[from] & (k == K_ADV      ? F_ADV
+                                                                 : k == K_SHARE  ? F_SHARED
+                                                                 : k == K_MASKED ? F_MASKED
+                                                                                 : F_ANSWERED)) != 0) {
         /* a second message for one stage: drop the sender (and, from stage 2 on, its first one) */
-        if (s->stage == 2) s->f[from] &= (uint8_t)~F_MASKED;
-        if (s->stage == 3) s->f[from] &= (uint8_t)~F_ANSWERED;
+        if (k == K_MASKED) s->f[from] &= (uint8_t)~F_MASKED;
+        if (k == K_UNMASK) s->f[from] &= (uint8_t)~F_ANSWERED;
+        if (k == K_CHECK) s->signed_u3[from] = 0;
         return refuse(s, from, fed_error(FED_EFORMAT, "secagg server: duplicate stage-%d message from client %u",
                                          s->stage, (unsigned)from));
     }
-    int rc = sa_check_hdr(msg, len, s->stage, from, s->cfg.round, "secagg server");
+    int rc = sa_check_hdr(msg, len, k == K_CHECK ? SA_C_CHECK : k, from, s->cfg.round, "secagg server");
     if (rc) return refuse(s, from, rc);
-    switch (s->stage) {
-    case 0: return recv_adv(s, from, msg, len);
-    case 1: return recv_shares(s, from, msg, len);
-    case 2: return recv_masked(s, from, msg, len);
+    switch (k) {
+    case K_ADV: return recv_adv(s, from, msg, len);
+    case K_SHARE: return recv_shares(s, from, msg, len);
+    case K_MASKED: return recv_masked(s, from, msg, len);
+    case K_CHECK: return recv_check(s, from, msg, len);
     default: return recv_unmask(s, from, msg, len);
     }
 }
@@ -451,7 +512,7 @@ static void sum_task(void *p, size_t task, int worker) {
 static int close_masked(fed_secagg_server *s) {
     /* U2: masked inputs that arrived, from clients no neighbour accused */
     for (int u = 0; u < s->n; u++)
-        if (in_set(s, (uint32_t)u, 2) && (s->f[u] & F_MASKED))
+        if (in_set(s, (uint32_t)u, K_MASKED) && (s->f[u] & F_MASKED))
             for (int i = 0; i < s->ncompl[u]; i++) s->f[s->compl[u][i]] |= F_ACCUSED;
     int *ids = malloc((size_t)s->n * sizeof *ids), m = 0;
     if (!ids) return fed_error(FED_ENOMEM, "secagg server");
@@ -469,6 +530,20 @@ static int close_masked(fed_secagg_server *s) {
     if (m < s->cfg.threshold) {
         free(ids);
         return fed_error(FED_ESTATE, "secagg server: round failed: %d masked inputs, threshold %d", m, s->cfg.threshold);
+    }
+    if (s->cfg.consistency) {
+        /* U3, the set every survivor signs in the consistency check */
+        s->u3_wire = malloc((size_t)m * 4 + 1);
+        if (!s->u3_wire) {
+            free(ids);
+            return fed_error(FED_ENOMEM, "secagg server: U3");
+        }
+        for (int i = 0; i < m; i++) sa_put32(s->u3_wire + 4 * (size_t)i, (uint32_t)ids[i]);
+        s->nu3 = (uint32_t)m;
+        if (!(s->u3_tbs = sa_u3_tbs(s->cfg.round, s->u3_wire, s->nu3, &s->u3_tbs_len))) {
+            free(ids);
+            return fed_error(FED_ENOMEM, "secagg server: U3");
+        }
     }
     s->acc = calloc(s->L ? s->L : 1, (size_t)s->ring.es);
     if (!s->acc) {
@@ -724,9 +799,16 @@ out:
 
 int fed_secagg_server_finish_stage(fed_secagg_server *s) {
     if (!s) return fed_error(FED_EINVAL, "secagg server: NULL");
-    if (s->stage < 0 || s->stage > 3) return fed_error(FED_ESTATE, "secagg server: round is over (stage %d)", s->stage);
+    if (s->stage < 0 || s->stage > last_stage(s))
+        return fed_error(FED_ESTATE, "secagg server: round is over (stage %d)", s->stage);
     int rc = 0;
-    if (s->stage <= 1) {
+    if (kind(s) == K_CHECK) {
+        int m = 0;
+        for (int u = 0; u < s->n; u++) m += s->signed_u3[u] && !(s->f[u] & F_OFFENDER);
+        if (m < s->cfg.threshold)
+            rc = fed_error(FED_ESTATE, "secagg server: round failed: %d clients signed U3, threshold %d", m,
+                           s->cfg.threshold);
+    } else if (s->stage <= 1) {
         uint8_t flag = s->stage == 0 ? F_ADV : F_SHARED;
         int m = 0;
         for (int u = 0; u < s->n; u++) m += (s->f[u] & (flag | F_OFFENDER)) == flag;
@@ -748,9 +830,10 @@ int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, 
     *out = NULL;
     *out_len = 0;
     if (to >= (uint32_t)s->n) return fed_error(FED_EINVAL, "secagg server: unknown client %u", (unsigned)to);
-    if (s->stage < 1 || s->stage > 3)
+    if (s->stage < 1 || s->stage > last_stage(s))
         return fed_error(FED_ESTATE, "secagg server: no message to send at stage %d", s->stage);
-    if (!in_set(s, to, s->stage))
+    int k = kind(s);
+    if (!in_set(s, to, k))
         return fed_error(FED_ESTATE, "secagg server: client %u is no longer in the round", (unsigned)to);
     uint8_t *msg = NULL;
     size_t len = 0;
@@ -760,19 +843,27 @@ int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, 
         rc = fed_error(FED_ENOMEM, "secagg server: message");
         goto out;
     }
-    if (s->stage == 1) {
+    if (k == K_SHARE) {
         int m = key_list(s, to, nb);
-        len = SA_HDR + 4 + (size_t)m * 68;
+        size_t ent = 68 + (s->cfg.consistency ? SA_SIG : 0);
+        len = SA_HDR + 4 + (size_t)m * ent;
         if (!(msg = malloc(len))) goto oom;
         sa_put_hdr(msg, SA_S_KEYS, to, s->cfg.round);
         sa_put32(msg + SA_HDR, (uint32_t)m);
         uint8_t *p = msg + SA_HDR + 4;
-        for (int j = 0; j < m; j++, p += 68) {
+        for (int j = 0; j < m; j++, p += ent) {
             sa_put32(p, nb[j]);
             memcpy(p + 4, s->c_pk[nb[j]], 32);
             memcpy(p + 36, s->s_pk[nb[j]], 32);
+            if (s->cfg.consistency) memcpy(p + 68, s->adv_sig[nb[j]], SA_SIG);
         }
-    } else if (s->stage == 2) {
+    } else if (k == K_CHECK) {
+        len = SA_HDR + 4 + (size_t)s->nu3 * 4;
+        if (!(msg = malloc(len))) goto oom;
+        sa_put_hdr(msg, SA_S_CHECK, to, s->cfg.round);
+        sa_put32(msg + SA_HDR, s->nu3);
+        if (s->nu3) memcpy(msg + SA_HDR + 4, s->u3_wire, (size_t)s->nu3 * 4);
+    } else if (k == K_MASKED) {
         int c = sa_graph_nbrs(&s->g, to, nb), m = 0;
         for (int i = 0; i < c; i++)
             if ((s->f[nb[i]] & F_SHARED)) nb[m++] = nb[i]; /* U1, offenders of stage 2 included: it masked with them */
@@ -795,12 +886,42 @@ int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, 
         int b, d;
         if ((rc = reveal_lists(s, to, nb, &b, sl, &d))) goto out;
         len = SA_HDR + 8 + ((size_t)b + d) * 4;
-        if (!(msg = malloc(len))) goto oom;
+        int g = 0;
+        uint32_t *sg = NULL;
+        if (s->cfg.consistency) {
+            /* the signatures on U3 of to and its neighbours, ascending */
+            if (!(sg = malloc(((size_t)s->k + 1) * 4))) goto oom;
+            int c = sa_graph_nbrs(&s->g, to, sg);
+            sg[c++] = to;
+            for (int i = c - 1; i > 0 && sg[i] < sg[i - 1]; i--) {
+                uint32_t t = sg[i];
+                sg[i] = sg[i - 1];
+                sg[i - 1] = t;
+            }
+            /* every verified signature, also of a client refused later on: it is still evidence */
+            for (int i = 0; i < c; i++)
+                if (s->signed_u3[sg[i]]) sg[g++] = sg[i];
+            len += 4 + (size_t)g * (4 + SA_SIG);
+        }
+        if (!(msg = malloc(len))) {
+            free(sg);
+            goto oom;
+        }
         sa_put_hdr(msg, SA_S_REVEAL, to, s->cfg.round);
         sa_put32(msg + SA_HDR, (uint32_t)b);
         for (int j = 0; j < b; j++) sa_put32(msg + SA_HDR + 4 + 4 * j, nb[j]);
         sa_put32(msg + SA_HDR + 4 + 4 * (size_t)b, (uint32_t)d);
         for (int j = 0; j < d; j++) sa_put32(msg + SA_HDR + 8 + 4 * ((size_t)b + j), sl[j]);
+        if (s->cfg.consistency) {
+            uint8_t *p = msg + SA_HDR + 8 + ((size_t)b + d) * 4;
+            sa_put32(p, (uint32_t)g);
+            p += 4;
+            for (int j = 0; j < g; j++, p += 4 + SA_SIG) {
+                sa_put32(p, sg[j]);
+                memcpy(p + 4, s->chk_sig[sg[j]], SA_SIG);
+            }
+            free(sg);
+        }
     }
     goto out;
 oom:
@@ -819,7 +940,7 @@ out:
 
 int fed_secagg_server_result(const fed_secagg_server *s, uint64_t *sum, uint8_t *included) {
     if (!s || (!sum && s->L)) return fed_error(FED_EINVAL, "secagg server: NULL");
-    if (s->stage != 4 || !s->result) return fed_error(FED_ESTATE, "secagg server: no result (stage %d)", s->stage);
+    if (kind(s) != K_DONE || !s->result) return fed_error(FED_ESTATE, "secagg server: no result (stage %d)", s->stage);
     memcpy(sum, s->result, s->L * sizeof *sum);
     if (included)
         for (int u = 0; u < s->n; u++) included[u] = (s->f[u] & F_IN) != 0;

@@ -1,0 +1,38 @@
+/* The active-adversary variant's signatures (Bonawitz et al. CCS 2017, Sec. 4.2):
+ * what a stage-0 advertisement and a consistency-check signature cover, Ed25519
+ * from libsodium, and the stage numbering with and without the extra stage. */
+#include <stdlib.h>
+#include <sodium.h>
+#include "secagg_internal.h"
+
+void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, uint32_t id, const uint8_t c_pk[32], const uint8_t s_pk[32]) {
+    memcpy(out, "FSAa", 4);
+    sa_put64(out + 4, round);
+    sa_put32(out + 12, id);
+    memcpy(out + 16, c_pk, 32);
+    memcpy(out + 48, s_pk, 32);
+}
+
+uint8_t *sa_u3_tbs(uint64_t round, const uint8_t *ids_wire, uint32_t m, size_t *len) {
+    size_t l = 16 + (size_t)m * 4;
+    uint8_t *p = malloc(l);
+    if (!p) return NULL;
+    memcpy(p, "FSAu", 4);
+    sa_put64(p + 4, round);
+    sa_put32(p + 12, m);
+    if (m) memcpy(p + 16, ids_wire, (size_t)m * 4);
+    *len = l;
+    return p;
+}
+
+int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]) {
+    return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+}
+
+void sa_sign_msg(uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t sk[64]) {
+    crypto_sign_detached(sig, NULL, msg, len, sk);
+}
+
+int fed_secagg_stage_count(const fed_secagg_cfg *cfg) { return cfg && cfg->consistency ? 5 : 4; }
+
+int fed_secagg_stage_is_consistency(const fed_secagg_cfg *cfg, int s) { return cfg && cfg->consistency && s == 3; }
