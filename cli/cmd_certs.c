@@ -68,16 +68,35 @@ int cmd_keygen(int argc, char **argv) {
 }
 
 int cmd_enroll(int argc, char **argv) {
-    const char *db = "clients.db", *pkarg = NULL;
+    const char *db = "clients.db", *pkarg = NULL, *export = NULL;
     int id = -1;
     const arg_spec specs[] = {
         {"db", ARG_STRING, &db, "the coordinator's allow-list (default ./clients.db)", NO_RANGE, NULL},
         {"id", ARG_INT, &id, "client id (required)", 0, 99999, NULL},
         {"public-key", ARG_STRING, &pkarg, "64 hex digits, or a .pub / key file (required)", NO_RANGE, NULL},
+        {"export", ARG_STRING, &export,
+         "write every enrolled key to FILE (\"ID HEX\" lines: the clients' --peer-keys file) instead of enrolling",
+         NO_RANGE, NULL},
         ARG_END,
     };
-    int rc = args_parse("enroll", "--db PATH --id ID --public-key HEX|FILE", specs, argc, argv, 2, NULL, 0, NULL);
+    int rc = args_parse("enroll", "--db PATH --id ID --public-key HEX|FILE | --db PATH --export FILE", specs, argc, argv,
+                        2, NULL, 0, NULL);
     if (rc) return rc > 0 ? 0 : 2;
+    if (export) {
+        if (id >= 0 || pkarg) {
+            fprintf(stderr, "federate enroll: --export writes the enrolled keys; it takes no --id or --public-key\n");
+            return 2;
+        }
+        fed_allowlist *a = NULL;
+        int count = 0;
+        if ((rc = fed_allowlist_open(&a, db))) return cli_fail("enroll", "cannot open the allow-list", rc);
+        rc = fed_allowlist_export(a, export, &count);
+        fed_allowlist_close(a);
+        if (rc) return cli_fail("enroll", "cannot export the keys", rc);
+        printf("exported: %d\n", count);
+        printf("peer_keys: %s\n", export);
+        return 0;
+    }
     if (id < 0 || !pkarg) {
         fprintf(stderr, "federate enroll: --id and --public-key are required\n");
         return 2;

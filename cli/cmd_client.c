@@ -18,7 +18,8 @@ int cmd_client(int argc, char **argv) {
     o.id = -1;
     o.max_retries = 0;
     o.timeout_s = 60;
-    const char *server = NULL, *data = NULL, *key = NULL, *ca = NULL, *state = NULL, *cert = NULL, *cert_key = NULL;
+    const char *server = NULL, *data = NULL, *key = NULL, *ca = NULL, *state = NULL, *cert = NULL, *cert_key = NULL,
+               *peer_keys = NULL;
     const arg_spec specs[] = {
         {"server", ARG_STRING, &server, "coordinator URL, https://HOST:PORT (required)", NO_RANGE, NULL},
         {"id", ARG_INT, &o.id, "this client's id: its folder client_NNNNN (required)", 0, 99999, NULL},
@@ -36,6 +37,11 @@ int cmd_client(int argc, char **argv) {
         {"min-noise-multiplier", ARG_FLOAT, &o.min_noise_multiplier,
          "refuse rounds without privacy.mode distributed at this noise multiplier or more (default 0 = trust the "
          "coordinator)", 0, 1e6, NULL},
+        {"peer-keys", ARG_STRING, &peer_keys,
+         "the federation's enrolled public keys (\"ID HEX\" lines, from its operator: `federate enroll --export`); "
+         "needed to take part in secure aggregation's consistency check", NO_RANGE, NULL},
+        {"require-consistency", ARG_FLAG, &o.require_consistency,
+         "refuse runs without secure aggregation's consistency check (needs --peer-keys)", NO_RANGE, NULL},
         ARG_END,
     };
     int rc = args_parse("client", "--server https://HOST:PORT --id ID --data DIR --key FILE [FLAGS]", specs, argc, argv,
@@ -52,6 +58,7 @@ int cmd_client(int argc, char **argv) {
     o.state_dir = state;
     o.cert_file = cert;
     o.cert_key_file = cert_key;
+    o.peer_keys_file = peer_keys;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);

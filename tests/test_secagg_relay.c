@@ -7,14 +7,22 @@
  * privacy.mode distributed: the clients' noised shares give the noised mean, a
  * client refuses a noise multiplier below its floor, too few survivors after
  * the masked inputs fail the round before unmasking, and malformed setups are
- * refused by the client. */
+ * refused by the client. secure_aggregation.consistency_check: five stages, the
+ * server's keys from the coordinator's key source and each client's from its own
+ * pinned file; a client killed at the check stage leaves its input in the sum, a
+ * client whose pinned key for a peer is wrong refuses before sharing anything,
+ * too few signatures fail the round before unmasking, and a client without
+ * pinned keys, or with a mapping that does not fit them, refuses the setup. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
+#include <unistd.h>
+#include "federate/crypto.h"
 #include "federate/error.h"
 #include "federate/fl.h"
+#include "federate/net.h"
 #include "federate/rng.h"
 #include "federate/secagg.h"
 #include "net/secagg_relay.h"
@@ -29,9 +37,11 @@ typedef struct cl {
     float delta[D];
     long weight;
     double min_noise;           /* --min-noise-multiplier */
+    const fed_secagg_daemon_keys *keys; /* --key and --peer-keys (NULL: none) */
     uint8_t *resp;
     size_t resp_len;
     int rc;
+    char err[1024];             /* fed_last_error() is per thread */
 } cl;
 
 static int call(void *ctx, const char *method, const char *path, int64_t run, int round, const void *body, size_t len,
@@ -55,7 +65,8 @@ static int call(void *ctx, const char *method, const char *path, int64_t run, in
 
 static void *client_main(void *p) {
     cl *c = p;
-    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, c->min_noise, 1);
+    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, c->min_noise, c->keys, 1);
+    if (c->rc) snprintf(c->err, sizeof c->err, "%s", fed_last_error());
     return NULL;
 }
 
@@ -90,6 +101,47 @@ typedef struct drv {
     char err[1024];             /* fed_last_error() is per thread */
 } drv;
 
+/* The enrolled keys, by client id (the coordinator's allow-list). */
+static uint8_t enrolled_pk[8][32], enrolled_sk[8][64];
+static int enrolled_key(void *ctx, int client, uint8_t pk[32]) {
+    (void)ctx;
+    if (client < 0 || client >= 8) return fed_error(FED_ENOTFOUND, "client %d is not enrolled", client);
+    memcpy(pk, enrolled_pk[client], 32);
+    return 0;
+}
+
+/* A peer-keys file with clients 0..n-1 (client `wrong`'s key replaced by another, -1: none). */
+static fed_peer_keys *pinned(const char *dir, const char *name, int n, int wrong) {
+    char path[512], hex[65];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fprintf(f, "# peer keys\n\n");
+    for (int i = n - 1; i >= 0; i--) { /* any order */
+        uint8_t pk[32], sk[64];
+        memcpy(pk, enrolled_pk[i], 32);
+        if (i == wrong) fed_sign_keypair(pk, sk);
+        fed_hex_encode(hex, pk, 32);
+        fprintf(f, "%d %s\n", i, hex);
+    }
+    fclose(f);
+    fed_peer_keys *k = NULL;
+    return fed_peer_keys_read(&k, path) ? NULL : k;
+}
+
+static int peer_file_rc(const char *dir, const char *text) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.txt", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -100;
+    fputs(text, f);
+    fclose(f);
+    fed_peer_keys *k = NULL;
+    int rc = fed_peer_keys_read(&k, path);
+    fed_peer_keys_free(k);
+    return rc;
+}
+
 static void *driver_main(void *p) {
     drv *d = p;
     d->rc = fed_secagg_relay_round(d->relay, 7, d->round, 100, d->res, d->k, d->mean, D, &d->rep);
@@ -110,10 +162,6 @@ int main(void) {
     cfg.sa_stage_dropout = 0.1;
     CHECK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop) == FED_EINVAL); /* a simulation setting */
     cfg.sa_stage_dropout = 0;
-    cfg.sa_consistency = 1;
-    CHECK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop) == FED_EINVAL); /* simulation only for now */
-    CHECK(strstr(fed_last_error(), "simulation only") != NULL);
-    cfg.sa_consistency = 0;
     CHECK_OK(fed_secagg_relay_new(&relay, &cfg, 1.0, 1, &stop));
 
     /* round 1: clients 0..5 trained; 4 failed (no part in the protocol), 3 sends a
@@ -167,6 +215,9 @@ int main(void) {
     const char *ct;
     char err[600];
     CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 1, "/v1/secagg/1/x", NULL, 0, &out, &ol, &ct, err, sizeof err) == 404);
+    /* no fifth stage without the consistency check */
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 1, "/v1/secagg/1/4", NULL, 0, &out, &ol, &ct, err, sizeof err) == 404);
+    CHECK(strstr(err, "STAGE 0..3"));
     CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 2, "/v1/secagg/1/1", NULL, 0, &out, &ol, &ct, err, sizeof err) == 400);
     CHECK(fed_secagg_relay_request(relay, 1, 0, 7, 1, "/v1/secagg/1/3", "x", 1, &out, &ol, &ct, err, sizeof err) == 409);
     CHECK(fed_secagg_relay_request(relay, 1, 0, 7, 0, "/v1/secagg/0/0", "x", 1, &out, &ol, &ct, err, sizeof err) == 409);
@@ -296,11 +347,138 @@ int main(void) {
         char js[1024];
         snprintf(js, sizeof js, "%s%s", base, bad[b].extra);
         fake f = {js, 0};
-        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, bad[b].floor, 1);
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, bad[b].floor, NULL, 1);
         if (rc != bad[b].want || !strstr(fed_last_error(), bad[b].says))
             fprintf(stderr, "setup %zu: %d %s\n", b, rc, fed_last_error());
         CHECK(rc == bad[b].want && strstr(fed_last_error(), bad[b].says));
         CHECK(f.posts == 0); /* refused before its first message */
     }
+
+    /* ---- the consistency check ---- */
+    char dir[] = "/tmp/test_secagg_relay_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    for (int i = 0; i < 8; i++) CHECK_OK(fed_sign_keypair(enrolled_pk[i], enrolled_sk[i]));
+    fed_peer_keys *good = pinned(dir, "good.txt", 8, -1), *bad0 = pinned(dir, "bad0.txt", 8, 0),
+                  *few = pinned(dir, "few.txt", 2, -1);
+    CHECK(good && bad0 && few);
+    CHECK(fed_peer_keys_count(good) == 8);
+    uint8_t pk0[32];
+    CHECK_OK(fed_peer_keys_get(good, 0, pk0));
+    CHECK(!memcmp(pk0, enrolled_pk[0], 32));
+    CHECK(fed_peer_keys_get(few, 5, pk0) == FED_ENOTFOUND);
+    {
+        char h[65], text[300];
+        fed_hex_encode(h, enrolled_pk[0], 32);
+        snprintf(text, sizeof text, "0 %s\n1 %s\n0 %s\n", h, h, h);
+        CHECK(peer_file_rc(dir, text) == FED_EFORMAT && strstr(fed_last_error(), "line 3: client 0 appears twice"));
+        CHECK(peer_file_rc(dir, "# nothing\n\n") == FED_EFORMAT && strstr(fed_last_error(), "no keys"));
+        CHECK(peer_file_rc(dir, "x 00\n") == FED_EFORMAT && strstr(fed_last_error(), "line 1"));
+        CHECK(peer_file_rc(dir, "3 abcd\n") == FED_EFORMAT && strstr(fed_last_error(), "64 hex digits"));
+    }
+    fed_config cc = cfg;
+    cc.sa_consistency = 1;
+    cc.num_clients = 8;
+    CHECK_OK(fed_secagg_relay_new(&relay, &cc, 1.0, 1, &stop));
+    /* without a key source the round does not start */
+    for (int i = 0; i < 6; i++) res[i] = (fed_result){.client = i, .status = FED_RESULT_OK, .num_examples = 10};
+    drv d10 = {relay, 10, 6, res, mean, {0}, 0, {0}};
+    driver_main(&d10);
+    CHECK(d10.rc == FED_EINVAL && strstr(d10.err, "key source"));
+    fed_secagg_relay_set_keys(relay, enrolled_key, NULL);
+    /* round 11: six clients (t = 4); client 4's pinned key for client 0 is wrong, so it
+     * refuses the key list (before sharing anything) and drops; client 5 dies before
+     * its signature on U3: its masked input stays in the sum, unmasked with the others'
+     * shares. Five inputs in the sum, four signatures. */
+    fed_secagg_daemon_keys kk[6];
+    for (int i = 0; i < 6; i++) {
+        kk[i] = (fed_secagg_daemon_keys){enrolled_sk[i], i == 4 ? bad0 : good, 1};
+        c[i] = (cl){.relay = relay, .client = i, .round = 11, .run = 7, .die_stage = -1, .cut_stage = -1,
+                    .weight = 10 + 15 * i, .delta = {0}, .keys = &kk[i]};
+        for (int j = 0; j < D; j++) c[i].delta[j] = (float)(fed_rng_uniform(&r) - 0.5);
+        res[i] = (fed_result){.client = i, .status = FED_RESULT_OK, .num_examples = c[i].weight, .delta = c[i].delta};
+    }
+    c[5].die_stage = 3;
+    drv d11 = {relay, 11, 6, res, mean, {0}, 0, {0}};
+    pthread_create(&dt, NULL, driver_main, &d11);
+    for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    if (d11.rc) fprintf(stderr, "round 11: %s\n", d11.err);
+    CHECK_OK(d11.rc);
+    for (int i = 0; i < 4; i++) CHECK_OK(c[i].rc);
+    CHECK(c[4].rc == FED_EFORMAT && c[5].rc != 0);
+    CHECK(strstr(c[4].err, "not sharing anything") && strstr(c[4].err, "not signed by it"));
+    CHECK(d11.rep.participants == 6 && d11.rep.survivors == 5);
+    CHECK(res[4].status == FED_RESULT_DROPPED);
+    for (int i = 0; i < 6; i++) CHECK(i == 4 || res[i].status == FED_RESULT_OK);
+    wsum = 0;
+    maxerr = 0;
+    for (int i = 0; i < 6; i++) wsum += i == 4 ? 0 : (double)c[i].weight;
+    for (int j = 0; j < D; j++) {
+        double want = 0;
+        for (int i = 0; i < 6; i++)
+            if (i != 4) want += (double)c[i].weight * c[i].delta[j] / wsum;
+        double e = fabs(want - (double)mean[j]);
+        if (e > maxerr) maxerr = e;
+    }
+    CHECK(maxerr < 1e-3);
+    CHECK(fed_secagg_relay_request(relay, 0, 0, 7, 11, "/v1/secagg/11/5", NULL, 0, &out, &ol, &ct, err, sizeof err) ==
+          404);
+    CHECK(strstr(err, "STAGE 0..4"));
+    /* round 12: three clients (t = 2); client 2 refuses the key list, client 1 dies
+     * before signing: one signature on U3, and nothing is unmasked */
+    for (int i = 0; i < 3; i++) {
+        kk[i].peers = i == 2 ? bad0 : good;
+        c[i].round = 12;
+        c[i].die_stage = i == 1 ? 3 : -1;
+        res[i].status = FED_RESULT_OK;
+    }
+    drv d12 = {relay, 12, 3, res, mean, {0}, 0, {0}};
+    pthread_create(&dt, NULL, driver_main, &d12);
+    for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK(d12.rc == FED_ESTATE && strstr(d12.err, "signed U3"));
+    for (int i = 0; i < 3; i++) CHECK(c[i].rc != 0);
+    for (int i = 0; i < 6; i++) free(c[i].resp);
+    fed_secagg_relay_free(relay);
+
+    /* setups with the check that a client refuses before its first message */
+    const char *cbase = "{\"run_id\":7,\"round\":1,\"n\":3,\"degree\":-1,\"threshold\":2,\"ring_bits\":40,"
+                        "\"graph_seed\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+                        "\"clip\":1,\"bits\":16,\"weight_max\":100,\"stage_timeout_s\":1,\"id\":0";
+    fed_secagg_daemon_keys k0 = {enrolled_sk[0], good, 0}, knone = {enrolled_sk[0], NULL, 0},
+                           kreq = {enrolled_sk[0], good, 1}, kfew = {enrolled_sk[0], few, 0};
+    struct { const char *extra; const fed_secagg_daemon_keys *keys; int want; const char *says; } cbad[] = {
+        {",\"consistency\":true,\"clients\":[0,1,2]}", NULL, FED_ESTATE, "no --peer-keys"},
+        {",\"consistency\":true,\"clients\":[0,1,2]}", &knone, FED_ESTATE, "no --peer-keys"},
+        {",\"consistency\":true,\"clients\":[0,1,2]}", &kfew, FED_ENOTFOUND, "client 2, which has no key"},
+        {",\"consistency\":true}", &k0, FED_EFORMAT, "\"clients\""},
+        {",\"consistency\":true,\"clients\":[0,1]}", &k0, FED_EFORMAT, "\"clients\""},
+        {",\"consistency\":true,\"clients\":[0,1,1]}", &k0, FED_EFORMAT, "two protocol ids"},
+        {",\"consistency\":true,\"clients\":[3,1,2]}", &k0, FED_EFORMAT, "not this client"},
+        {",\"consistency\":1,\"clients\":[0,1,2]}", &k0, FED_EFORMAT, "\"consistency\""},
+        {"}", &kreq, FED_ESTATE, "--require-consistency"},
+    };
+    for (size_t b = 0; b < sizeof cbad / sizeof cbad[0]; b++) {
+        char js[1024];
+        snprintf(js, sizeof js, "%s%s", cbase, cbad[b].extra);
+        fake f = {js, 0};
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, 0, cbad[b].keys, 1);
+        if (rc != cbad[b].want || !strstr(fed_last_error(), cbad[b].says))
+            fprintf(stderr, "consistency setup %zu: %d %s\n", b, rc, fed_last_error());
+        CHECK(rc == cbad[b].want && strstr(fed_last_error(), cbad[b].says));
+        CHECK(f.posts == 0);
+    }
+    fed_peer_keys_free(good);
+    fed_peer_keys_free(bad0);
+    fed_peer_keys_free(few);
+    const char *files[] = {"good.txt", "bad0.txt", "few.txt", "bad.txt"};
+    for (int i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
     TEST_PASS("secagg_relay");
 }

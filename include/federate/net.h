@@ -35,6 +35,25 @@ int fed_allowlist_enroll(fed_allowlist *a, int client, const uint8_t pk[FED_SIGN
 /* FED_ENOTFOUND when the client is not enrolled. */
 int fed_allowlist_get(fed_allowlist *a, int client, uint8_t pk[FED_SIGN_PUBLICKEYBYTES]);
 int fed_allowlist_count(fed_allowlist *a);
+/* Writes every enrolled key to path as a peer-keys file (below), by client id;
+ * *count (may be NULL) gets how many. */
+int fed_allowlist_export(fed_allowlist *a, const char *path, int *count);
+
+/* Pinned peer keys (`federate client --peer-keys FILE`): the federation's enrolled
+ * Ed25519 public keys, which a client receives from the federation's operator out
+ * of band (`federate enroll --export FILE` writes it) so that secure aggregation's
+ * consistency check never takes keys from the coordinator. Text, one line
+ * "CLIENT_ID HEX64" per client; blank lines and lines starting with '#' are
+ * ignored; a client id may appear once. */
+typedef struct fed_peer_keys fed_peer_keys;
+/* FED_EFORMAT (naming the line) on a malformed line, a duplicate id or no key at all. */
+int fed_peer_keys_read(fed_peer_keys **out, const char *path);
+void fed_peer_keys_free(fed_peer_keys *k);
+/* FED_ENOTFOUND when the file has no key for client. */
+int fed_peer_keys_get(const fed_peer_keys *k, int client, uint8_t pk[FED_SIGN_PUBLICKEYBYTES]);
+int fed_peer_keys_count(const fed_peer_keys *k);
+/* The file's path, as given to fed_peer_keys_read (for messages). */
+const char *fed_peer_keys_path(const fed_peer_keys *k);
 
 /* The text a request signature covers (docs/protocol.md, "Signatures"):
  * "federate-v1\nMETHOD\nPATH\nRUN\nROUND\nCLIENT\nTIMESTAMP\nNONCE\nSHA256HEX(body)".
@@ -174,6 +193,14 @@ typedef struct fed_client_opts {
      * DP noise of this multiplier (privacy.mode distributed, announced by the
      * coordinator): 0 trusts the coordinator with whatever the run does. */
     double min_noise_multiplier;
+    /* Secure aggregation's consistency check: the federation's enrolled public keys,
+     * pinned out of band (a peer-keys file, see fed_peer_keys_read); NULL: this
+     * client refuses rounds that run the check (keys from the coordinator would
+     * make it meaningless). Its own entry must be its key_file's public key. */
+    const char *peer_keys_file;
+    /* Refuse runs and rounds without secure aggregation's consistency check (needs
+     * peer_keys_file). */
+    int require_consistency;
 } fed_client_opts;
 
 /* Registers, then fetches and runs tasks until the server says the federation

@@ -183,7 +183,7 @@ static const fed_config_key keys[] = {
      "simulation: probability that a client drops out at each protocol stage"},
     {"secure_aggregation.consistency_check", FED_CONFIG_BOOL, FIELD(sa_consistency), NO_RANGE, NULL,
      "active-adversary variant: signed key advertisements and a consistency round before unmasking "
-     "(simulation only for now)"},
+     "(over the network the clients need --peer-keys)"},
     /* differential privacy */
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "

@@ -175,3 +175,150 @@ int fed_allowlist_count(fed_allowlist *a) {
     sqlite3_finalize(st);
     return n;
 }
+
+int fed_allowlist_export(fed_allowlist *a, const char *path, int *count) {
+    if (count) *count = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(a->db, "SELECT client, public_key FROM fed_enrolled ORDER BY client", -1, &st, NULL) !=
+        SQLITE_OK)
+        return fed_error(FED_EIO, "allow-list: %s", sqlite3_errmsg(a->db));
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        int rc = fed_error(FED_EIO, "peer keys %s: %s", path, strerror(errno));
+        sqlite3_finalize(st);
+        return rc;
+    }
+    int n = 0, rc = 0, r;
+    fprintf(f, "# federate peer keys: CLIENT_ID ED25519_PUBLIC_KEY (federate client --peer-keys)\n");
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        int client = sqlite3_column_int(st, 0);
+        const char *hex = (const char *)sqlite3_column_text(st, 1);
+        uint8_t pk[FED_SIGN_PUBLICKEYBYTES];
+        if (!hex || fed_hex_decode(pk, sizeof pk, hex)) {
+            rc = fed_error(FED_EFORMAT, "allow-list: client %d has a damaged key", client);
+            break;
+        }
+        char h[2 * FED_SIGN_PUBLICKEYBYTES + 1];
+        fed_hex_encode(h, pk, sizeof pk);
+        fprintf(f, "%d %s\n", client, h);
+        n++;
+    }
+    if (!rc && r != SQLITE_DONE) rc = fed_error(FED_EIO, "allow-list: %s", sqlite3_errmsg(a->db));
+    sqlite3_finalize(st);
+    if (fclose(f) && !rc) rc = fed_error(FED_EIO, "peer keys %s: write failed", path);
+    if (!rc && count) *count = n;
+    return rc;
+}
+
+/* ---- pinned peer keys ----------------------------------------------------------- */
+
+struct fed_peer_keys {
+    int n;
+    int *id;                                 /* ascending */
+    uint8_t (*pk)[FED_SIGN_PUBLICKEYBYTES];
+    char *path;
+};
+
+void fed_peer_keys_free(fed_peer_keys *k) {
+    if (!k) return;
+    free(k->id);
+    free(k->pk);
+    free(k->path);
+    free(k);
+}
+
+static int find_peer(const fed_peer_keys *k, int client) {
+    int lo = 0, hi = k->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (k->id[mid] == client) return mid;
+        if (k->id[mid] < client) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+int fed_peer_keys_read(fed_peer_keys **out, const char *path) {
+    *out = NULL;
+    if (!path) return fed_error(FED_EINVAL, "peer keys: no file given");
+    FILE *f = fopen(path, "r");
+    if (!f) return fed_error(FED_EIO, "peer keys %s: %s", path, strerror(errno));
+    fed_peer_keys *k = calloc(1, sizeof *k);
+    int cap = 0, rc = 0, line = 0;
+    char buf[512];
+    if (!k || !(k->path = strdup(path))) {
+        rc = fed_error(FED_ENOMEM, "peer keys: out of memory");
+        goto out;
+    }
+    while (fgets(buf, sizeof buf, f)) {
+        line++;
+        size_t l = strlen(buf);
+        if (l == sizeof buf - 1 && buf[l - 1] != '\n') {
+            rc = fed_error(FED_EFORMAT, "peer keys %s line %d: too long", path, line);
+            goto out;
+        }
+        while (l && (buf[l - 1] == '\n' || buf[l - 1] == '\r' || buf[l - 1] == ' ' || buf[l - 1] == '\t')) buf[--l] = 0;
+        char *p = buf;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        char *end;
+        errno = 0;
+        long id = strtol(p, &end, 10);
+        if (end == p || errno || id < 0 || id > (1L << 30) || (*end != ' ' && *end != '\t')) {
+            rc = fed_error(FED_EFORMAT, "peer keys %s line %d: expected \"CLIENT_ID HEX\" with a client id >= 0", path,
+                           line);
+            goto out;
+        }
+        while (*end == ' ' || *end == '\t') end++;
+        uint8_t pk[FED_SIGN_PUBLICKEYBYTES];
+        if (strlen(end) != 2 * FED_SIGN_PUBLICKEYBYTES || fed_hex_decode(pk, sizeof pk, end)) {
+            rc = fed_error(FED_EFORMAT, "peer keys %s line %d: client %ld's key is not 64 hex digits", path, line, id);
+            goto out;
+        }
+        if (k->n == cap) {
+            int nc = cap ? 2 * cap : 64;
+            int *ni = realloc(k->id, (size_t)nc * sizeof *ni);
+            if (ni) k->id = ni;
+            uint8_t (*np)[FED_SIGN_PUBLICKEYBYTES] = ni ? realloc(k->pk, (size_t)nc * sizeof *np) : NULL;
+            if (!ni || !np) {
+                rc = fed_error(FED_ENOMEM, "peer keys: out of memory");
+                goto out;
+            }
+            k->pk = np;
+            cap = nc;
+        }
+        /* insert in order (the file is usually sorted: this is an append) */
+        int at = k->n;
+        while (at > 0 && k->id[at - 1] > id) at--;
+        if (at > 0 && k->id[at - 1] == id) {
+            rc = fed_error(FED_EFORMAT, "peer keys %s line %d: client %ld appears twice", path, line, id);
+            goto out;
+        }
+        memmove(k->id + at + 1, k->id + at, (size_t)(k->n - at) * sizeof *k->id);
+        memmove(k->pk + at + 1, k->pk + at, (size_t)(k->n - at) * sizeof *k->pk);
+        k->id[at] = (int)id;
+        memcpy(k->pk[at], pk, sizeof pk);
+        k->n++;
+    }
+    if (ferror(f)) rc = fed_error(FED_EIO, "peer keys %s: read failed", path);
+    else if (!k->n) rc = fed_error(FED_EFORMAT, "peer keys %s: no keys (one line \"CLIENT_ID HEX\" per client)", path);
+out:
+    fclose(f);
+    if (rc) {
+        fed_peer_keys_free(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+int fed_peer_keys_get(const fed_peer_keys *k, int client, uint8_t pk[FED_SIGN_PUBLICKEYBYTES]) {
+    int i = k ? find_peer(k, client) : -1;
+    if (i < 0) return fed_error(FED_ENOTFOUND, "peer keys %s: no key for client %d", k ? k->path : "(none)", client);
+    memcpy(pk, k->pk[i], FED_SIGN_PUBLICKEYBYTES);
+    return 0;
+}
+
+int fed_peer_keys_count(const fed_peer_keys *k) { return k ? k->n : 0; }
+
+const char *fed_peer_keys_path(const fed_peer_keys *k) { return k ? k->path : ""; }

@@ -30,6 +30,7 @@ typedef struct daemon_s {
     volatile int *stop;
     CURL *curl;
     uint8_t sk[FED_SIGN_SECRETKEYBYTES], pk[FED_SIGN_PUBLICKEYBYTES];
+    fed_peer_keys *peers;     /* --peer-keys (NULL without) */
     char base[512];
     /* own data: train examples then test examples, raw pixels / 255 */
     fed_dataset raw;
@@ -557,6 +558,17 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     if (floor_z > 0 && d->cfg.dp_noise_multiplier < floor_z)
         return fed_error(FED_ERANGE, "refused: the run's privacy.noise_multiplier %g is below this client's "
                                      "--min-noise-multiplier %g", d->cfg.dp_noise_multiplier, floor_z);
+    /* the consistency check: refused before training when this client could not take
+     * part (checked again on the protocol's setup, which is what counts) */
+    int check = d->cfg.sa_enabled && d->cfg.sa_consistency;
+    if (check && !d->peers)
+        return fed_error(FED_ESTATE, "refused: the run's secure aggregation has the consistency check "
+                                     "(secure_aggregation.consistency_check), and this client has no --peer-keys: the "
+                                     "check means nothing if the coordinator supplies the keys");
+    if (!check && d->o->require_consistency)
+        return fed_error(FED_ESTATE, "refused: the run has %s, and this client's --require-consistency needs secure "
+                                     "aggregation with the consistency check",
+                         d->cfg.sa_enabled ? "secure aggregation without the consistency check" : "no secure aggregation");
     int rc = fetch_model(d, run, round, task.ins.scaffold, 1, b, h);
     if (rc) return rc;
     if (task.ins.scaffold && (rc = open_state(d, run))) return rc;
@@ -625,8 +637,9 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
         json_t *dl = json_object_get(t, "deadline_s");
         double wait = (json_is_number(dl) ? json_number_value(dl) : 60.0) * 4 + 2.0 * d->long_poll + 60;
         sa_ctx sc = {d, b, h};
+        fed_secagg_daemon_keys keys = {d->sk, d->peers, d->o->require_consistency};
         rc = fed_secagg_daemon_round(sa_call, &sc, d->o->id, run, round, res.delta, d->n, res.num_examples, d->long_poll,
-                                     wait, d->o->min_noise_multiplier, d->o->quiet);
+                                     wait, d->o->min_noise_multiplier, &keys, d->o->quiet);
         /* not remembered as a failed task: a restarted coordinator hands it out again */
         if (rc) say(d, "round %d: secure aggregation: %s", round, fed_last_error());
     }
@@ -685,6 +698,26 @@ int fed_client_daemon_run(const fed_client_opts *o, volatile int *stop) {
     if (!o->data_dir) return fed_error(FED_EINVAL, "--data DIR is required");
     if ((rc = parse_base(d))) return rc;
     if ((rc = fed_keyfile_read(o->key_file, d->sk, d->pk))) return rc;
+    if (o->require_consistency && !o->peer_keys_file) {
+        fed_crypto_wipe(d->sk, sizeof d->sk);
+        return fed_error(FED_EINVAL, "--require-consistency needs --peer-keys FILE (the federation's enrolled keys, "
+                                     "from its operator)");
+    }
+    if (o->peer_keys_file) {
+        uint8_t mine[FED_SIGN_PUBLICKEYBYTES];
+        rc = fed_peer_keys_read(&d->peers, o->peer_keys_file);
+        if (!rc && fed_peer_keys_get(d->peers, o->id, mine))
+            rc = fed_error(FED_EINVAL, "--peer-keys %s has no key for this client (id %d): is it the federation's "
+                                       "file?", o->peer_keys_file, o->id);
+        else if (!rc && fed_crypto_memcmp(mine, d->pk, sizeof mine) != 0)
+            rc = fed_error(FED_EINVAL, "--peer-keys %s pins a different key for client %d than the public key of "
+                                       "--key %s", o->peer_keys_file, o->id, o->key_file);
+        if (rc) {
+            fed_peer_keys_free(d->peers);
+            fed_crypto_wipe(d->sk, sizeof d->sk);
+            return rc;
+        }
+    }
     fed_blas_single_thread();
     if ((rc = load_data(d))) goto out;
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -781,5 +814,6 @@ out:
     free(d->cfg_yaml);
     fed_dataset_free(&d->raw);
     fed_crypto_wipe(d->sk, sizeof d->sk);
+    fed_peer_keys_free(d->peers);
     return rc;
 }

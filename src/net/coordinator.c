@@ -1363,6 +1363,14 @@ static int tr_eligible(fed_transport *t, int round, fed_federation *fed, unsigne
     return 0;
 }
 
+/* The consistency check's server-side keys: the allow-list's (the keys this
+ * coordinator already checks request signatures with). */
+static int relay_key(void *ctx, int client, uint8_t pk[32]) {
+    fed_coordinator *co = ctx;
+    if (!co->allow) return fed_error(FED_ESTATE, "the allow-list is not open");
+    return fed_allowlist_get(co->allow, client, pk);
+}
+
 static int tr_secure_mean(fed_transport *t, int round, fed_result *results, int k, float *mean, size_t n,
                           fed_secure_agg_report *rep) {
     fed_coordinator *co = t->impl;
@@ -1439,6 +1447,7 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     }
     if (cfg->sa_enabled) {
         if ((rc = fed_secagg_relay_new(&co->relay, cfg, so->round_timeout, so->long_poll, &co->stop))) goto fail;
+        fed_secagg_relay_set_keys(co->relay, relay_key, co);
         co->transport.secure_mean = tr_secure_mean;
     }
     if (cfg->compression[0] && (rc = fed_codec_new(&co->codec, cfg->compression))) goto fail;

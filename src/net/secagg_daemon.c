@@ -1,7 +1,10 @@
 /* The client daemon's side of secure aggregation over the network: after
  * training, the client fetches the round's public parameters, then for each of
- * the four stages posts its message and long-polls for the server's message
- * opening the next one (Bonawitz et al., CCS 2017). Its update leaves it only
+ * the four stages (five with the consistency check) posts its message and
+ * long-polls for the server's message opening the next one (Bonawitz et al., CCS
+ * 2017). With the consistency check (the active-adversary variant) it signs its
+ * keys and U3 with its own Ed25519 key and checks its peers' signatures with the
+ * keys it pinned (--peer-keys), never with keys from the coordinator. Its update leaves it only
  * quantized and masked. With privacy.mode distributed it is clipped, rounded and
  * noised with a discrete Gaussian share from this client's own CSPRNG before masking
  * (Kairouz et al. 2021, src/secagg/ddp.c), so what the coordinator unmasks is already
@@ -17,6 +20,7 @@
 #include "federate/crypto.h"
 #include "federate/dp.h"
 #include "federate/error.h"
+#include "federate/net.h"
 #include "federate/secagg.h"
 #include "secagg_relay.h"
 
@@ -120,9 +124,43 @@ static int parse_ddp(json_t *j, long n, ddp_setup *dd) {
     return 0;
 }
 
+/* The consistency check as announced: "consistency": true and "clients", the client
+ * id of each protocol id (n distinct ids). *clients stays NULL without the check. */
+static int parse_consistency(json_t *j, long n, int **clients) {
+    *clients = NULL;
+    json_t *c = json_object_get(j, "consistency");
+    if (!c || json_is_false(c)) return 0;
+    if (!json_is_true(c)) return fed_error(FED_EFORMAT, "secure aggregation setup: \"consistency\" must be a boolean");
+    json_t *a = json_object_get(j, "clients");
+    if (!json_is_array(a) || (long)json_array_size(a) != n)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: the consistency check needs \"clients\", the client "
+                                      "id of each of the %ld protocol ids", n);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    if (!ids) return fed_error(FED_ENOMEM, "out of memory for %ld client ids", n);
+    for (long u = 0; u < n; u++) {
+        json_t *x = json_array_get(a, (size_t)u);
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > (1 << 30)) {
+            free(ids);
+            return fed_error(FED_EFORMAT, "secure aggregation setup: \"clients\"[%ld] is not a client id", u);
+        }
+        ids[u] = (int)json_integer_value(x);
+        /* one client, one protocol id: the same key twice would count one signer twice */
+        for (long v = 0; v < u; v++)
+            if (ids[v] == ids[u]) {
+                int dup = ids[u];
+                free(ids);
+                return fed_error(FED_EFORMAT, "secure aggregation setup: client %d has two protocol ids (%ld and %ld)",
+                                 dup, v, u);
+            }
+    }
+    *clients = ids;
+    return 0;
+}
+
 /* The round's parameters from stage 0's JSON. */
 static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed_secagg_cfg *pc, fed_secagg_enc *enc,
-                       ddp_setup *dd, uint32_t *id, double *stage_timeout) {
+                       ddp_setup *dd, uint32_t *id, double *stage_timeout, int **clients) {
+    *clients = NULL;
     json_error_t je;
     json_t *j = json_loadb((const char *)p, len, 0, &je);
     if (!j || !json_is_object(j)) {
@@ -137,7 +175,8 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
         (rc = jint(j, "threshold", 1, 1 << 24, &t)) || (rc = jint(j, "ring_bits", 1, 64, &rb)) ||
         (rc = jint(j, "bits", 1, 52, &bits)) || (rc = jint(j, "id", 0, n - 1, &uid)) ||
         (rc = jint(j, "round", 0, 1L << 30, &r)) || (rc = jint(j, "run_id", 0, 1L << 62, &rid)) ||
-        (rc = jnum(j, "clip", &clip)) || (rc = jnum(j, "weight_max", &wmax)) || (rc = parse_ddp(j, n, dd))) {
+        (rc = jnum(j, "clip", &clip)) || (rc = jnum(j, "weight_max", &wmax)) || (rc = parse_ddp(j, n, dd)) ||
+        (rc = parse_consistency(j, n, clients))) {
         json_decref(j);
         return rc;
     }
@@ -145,12 +184,17 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
     memset(pc, 0, sizeof *pc);
     if (!seed || strlen(seed) != 64 || fed_hex_decode(pc->graph_seed, 32, seed)) {
         json_decref(j);
+        free(*clients);
+        *clients = NULL;
         return fed_error(FED_EFORMAT, "secure aggregation setup: \"graph_seed\" must be 64 hex digits");
     }
     json_decref(j);
-    if (r != round || rid != run)
+    if (r != round || rid != run) {
+        free(*clients);
+        *clients = NULL;
         return fed_error(FED_EFORMAT, "secure aggregation setup is for run %ld round %ld, not run %lld round %d", rid, r,
                          (long long)run, round);
+    }
     pc->n = (int)n;
     pc->degree = (int)deg;
     pc->threshold = (int)t;
@@ -158,7 +202,11 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
     pc->modulus = 0;
     pc->round = (uint64_t)round;
     pc->threads = 1;
-    if ((rc = fed_secagg_cfg_check(pc))) return rc;
+    if ((rc = fed_secagg_cfg_check(pc))) {
+        free(*clients);
+        *clients = NULL;
+        return rc;
+    }
     fed_secagg_enc_default(enc);
     enc->clip = clip;
     enc->bits = (int)bits;
@@ -205,14 +253,45 @@ static int ddp_mechanism(const ddp_setup *dd, const fed_secagg_cfg *pc, const fe
     return 0;
 }
 
+/* The consistency check's key table by protocol id, from this client's pinned keys
+ * only: a participant the file does not know, or a mapping that does not put this
+ * client at its own protocol id, makes it refuse the round (revealing nothing). */
+static int pinned_table(const fed_secagg_daemon_keys *keys, int client, uint32_t id, const int *clients, int n,
+                        uint8_t (**out)[32]) {
+    *out = NULL;
+    if (!keys || !keys->peers || !keys->sign_sk)
+        return fed_error(FED_ESTATE, "secure aggregation: the coordinator runs the consistency check, and this client "
+                                     "has no --peer-keys: the check means nothing if the coordinator supplies the "
+                                     "keys; not taking part (start it with --peer-keys FILE from the federation's "
+                                     "operator)");
+    if (clients[id] != client)
+        return fed_error(FED_EFORMAT, "secure aggregation setup: protocol id %u is client %d, not this client (%d); "
+                                      "not taking part", (unsigned)id, clients[id], client);
+    uint8_t (*t)[32] = malloc((size_t)n * sizeof *t);
+    if (!t) return fed_error(FED_ENOMEM, "out of memory for %d keys", n);
+    for (int u = 0; u < n; u++)
+        if (fed_peer_keys_get(keys->peers, clients[u], t[u])) {
+            free(t);
+            return fed_error(FED_ENOTFOUND, "secure aggregation: protocol id %d is client %d, which has no key in "
+                                            "--peer-keys %s; not taking part in a consistency check with a client "
+                                            "whose key this client does not know", u, clients[u],
+                             fed_peer_keys_path(keys->peers));
+        }
+    *out = t;
+    return 0;
+}
+
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
-                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise, int quiet) {
+                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise,
+                            const fed_secagg_daemon_keys *keys, int quiet) {
     const uint8_t *resp = NULL;
     size_t rl = 0;
     fed_secagg_client *sc = NULL;
     uint64_t *x = NULL;
     uint8_t *msg = NULL, *in = NULL;
     size_t ml = 0;
+    int *clients = NULL;          /* consistency check: client id by protocol id */
+    uint8_t (*pks)[32] = NULL;    /* and the pinned keys by protocol id */
     int rc = get_stage(call, ctx, run, round, 0, long_poll_s, wait_s, &resp, &rl);
     if (rc) return rc;
     fed_secagg_cfg pc;
@@ -222,30 +301,44 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
     uint32_t id = 0;
     double stage_timeout = 60;
     memset(&dp, 0, sizeof dp);
-    if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &dd, &id, &stage_timeout))) return rc;
+    if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &dd, &id, &stage_timeout, &clients))) return rc;
+    if (clients) {
+        if ((rc = pinned_table(keys, client, id, clients, pc.n, &pks))) goto out;
+        pc.consistency = 1;
+        pc.sign_pks = (const uint8_t (*)[32])pks;
+    } else if (keys && keys->require_consistency) {
+        rc = fed_error(FED_ESTATE, "secure aggregation: the coordinator runs it without the consistency check, and "
+                                   "this client's --require-consistency insists on it; not taking part");
+        goto out;
+    }
     if (dd.on) {
-        if ((rc = ddp_mechanism(&dd, &pc, &enc, n, round, min_noise, &dp))) {
-            fed_crypto_wipe(&dp, sizeof dp);
-            return rc;
-        }
+        if ((rc = ddp_mechanism(&dd, &pc, &enc, n, round, min_noise, &dp))) goto out;
     } else if (min_noise > 0) {
         /* this client's floor holds for every round: plain secure aggregation adds no noise */
-        return fed_error(FED_ERANGE, "secure aggregation: the coordinator runs it without distributed DP, and this "
-                                     "client's --min-noise-multiplier %g asks for noise; not taking part", min_noise);
+        rc = fed_error(FED_ERANGE, "secure aggregation: the coordinator runs it without distributed DP, and this "
+                                   "client's --min-noise-multiplier %g asks for noise; not taking part", min_noise);
+        goto out;
     } else if ((double)num_examples > enc.weight_max) {
         /* the weight travels in the masked vector only in the plain protocol */
-        return fed_error(FED_EINVAL, "secure aggregation: %ld examples exceed the round's weight bound %.0f", num_examples,
-                         enc.weight_max);
+        rc = fed_error(FED_EINVAL, "secure aggregation: %ld examples exceed the round's weight bound %.0f", num_examples,
+                       enc.weight_max);
+        goto out;
     }
     size_t L = dd.on ? n : n + 1;  /* distributed DP: equal weights, no weight coordinate */
     double stage_wait = stage_timeout + 2.0 * long_poll_s + 30;
+    int nst = fed_secagg_stage_count(&pc);
     if ((rc = fed_secagg_client_new(&sc, &pc, id))) goto out;
+    if (pc.consistency && (rc = fed_secagg_client_set_signing_key(sc, keys->sign_sk))) {
+        rc = fed_error(rc, "secure aggregation: this client's key (--key) is not the one --peer-keys %s pins for "
+                           "client %d; not taking part", fed_peer_keys_path(keys->peers), client);
+        goto out;
+    }
     if ((rc = fed_secagg_client_advertise(sc, &msg, &ml))) goto out;
     for (int s = 0;; s++) {
         rc = post_stage(call, ctx, run, round, s, msg, ml);
         free(msg);
         msg = NULL;
-        if (rc || s == 3) break;
+        if (rc || s == nst - 1) break;
         /* the server's message opening stage s + 1 */
         if ((rc = get_stage(call, ctx, run, round, s + 1, long_poll_s, stage_wait, &resp, &rl))) break;
         free(in);
@@ -254,8 +347,17 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
             break;
         }
         memcpy(in, resp, rl);
-        if (s + 1 == 1) rc = fed_secagg_client_share_keys(sc, in, rl, &msg, &ml);
-        else if (s + 1 == 2) {
+        if (s + 1 == 1) {
+            rc = fed_secagg_client_share_keys(sc, in, rl, &msg, &ml);
+            if (rc && pc.consistency) {
+                /* the state machine names protocol ids; "clients" in the setup maps them */
+                char why[512];
+                snprintf(why, sizeof why, "%s", fed_last_error());
+                rc = fed_error(rc, "the key list does not check out against --peer-keys %s; not sharing anything "
+                                   "(protocol ids, mapped to client ids by the setup's \"clients\"): %s",
+                               fed_peer_keys_path(keys->peers), why);
+            }
+        } else if (s + 1 == 2) {
             if (!(x = malloc(L * sizeof *x))) {
                 rc = fed_error(FED_ENOMEM, "out of memory for %zu coordinates", n);
                 break;
@@ -266,18 +368,20 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
             else rc = fed_secagg_encode(&enc, (int)id, delta, n, (double)num_examples, x);
             if (!rc) rc = fed_secagg_client_masked_input(sc, in, rl, x, L, &msg, &ml);
             fed_crypto_wipe(x, L * sizeof *x);
-        } else
+        } else if (fed_secagg_stage_is_consistency(&pc, s + 1))
+            rc = fed_secagg_client_consistency(sc, in, rl, &msg, &ml);
+        else
             rc = fed_secagg_client_unmask(sc, in, rl, &msg, &ml);
         if (rc) break;
     }
     if (!rc && !quiet) {
         if (dd.on)
             fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d), with a "
-                            "distributed DP noise share (noise multiplier %g over %ld shares)\n",
-                    client, round, id, pc.n, dd.z, dd.min_survivors);
+                            "distributed DP noise share (noise multiplier %g over %ld shares)%s\n",
+                    client, round, id, pc.n, dd.z, dd.min_survivors, pc.consistency ? ", consistency check passed" : "");
         else
-            fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)\n", client,
-                    round, id, pc.n);
+            fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)%s\n", client,
+                    round, id, pc.n, pc.consistency ? ", consistency check passed" : "");
     }
 out:
     /* the seeds of this client's stochastic rounding: the coordinator must not replay it */
@@ -286,6 +390,8 @@ out:
     free(msg);
     free(in);
     free(x);
-    fed_secagg_client_free(sc);
+    fed_secagg_client_free(sc); /* before the key table it reads */
+    free(pks);
+    free(clients);
     return rc;
 }

@@ -8,7 +8,12 @@
  * discrete Gaussian shares before masking (Kairouz et al. 2021, src/secagg/ddp.c):
  * the mechanism travels in the setup, and the relay refuses to ask for unmasking
  * shares once fewer clients than the noise is calibrated for are left, so an
- * under-noised sum is never unmasked. Protocol: docs/protocol.md. */
+ * under-noised sum is never unmasked. With secure_aggregation.consistency_check
+ * (Bonawitz et al.'s active-adversary variant) a fifth stage runs before the
+ * unmasking; the server checks the clients' signatures against the keys of the
+ * allow-list (fed_secagg_relay_set_keys), while each client checks its peers'
+ * against keys pinned out of band, never against anything the coordinator sends.
+ * Protocol: docs/protocol.md. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -50,6 +55,10 @@ struct fed_secagg_relay {
     int ddp;                  /* privacy.mode distributed: noised shares, no weight coordinate */
     fed_secagg_ddp dp;        /* its mechanism (the noise source is the clients' business) */
     fed_secagg_server *srv;
+    int nst;                  /* stages of a round: 4, 5 with the consistency check */
+    fed_secagg_key_fn key_fn; /* the consistency check: enrolled keys */
+    void *key_ctx;
+    uint8_t (*sign_pks)[32];  /* the round's keys by protocol id (the server's table) */
     /* counters for /metrics */
     int64_t rounds_ok, rounds_failed, dropped, refused;
     int last_participants, last_survivors;
@@ -89,9 +98,6 @@ int fed_secagg_relay_new(fed_secagg_relay **out, const fed_config *cfg, double s
     if (cfg->sa_stage_dropout > 0)
         return fed_error(FED_EINVAL, "secure_aggregation.stage_dropout is a simulation setting; a deployment's clients "
                                      "drop out by themselves");
-    if (cfg->sa_consistency)
-        return fed_error(FED_EINVAL, "secure_aggregation.consistency_check runs in simulation only for now; the "
-                                     "coordinator's secure aggregation has no consistency round yet");
     fed_secagg_relay *r = calloc(1, sizeof *r);
     if (!r) return fed_error(FED_ENOMEM, "secure aggregation relay: out of memory");
     r->cfg = *cfg;
@@ -99,6 +105,7 @@ int fed_secagg_relay_new(fed_secagg_relay **out, const fed_config *cfg, double s
     r->long_poll = long_poll_s > 0 ? long_poll_s : 20;
     r->stop = stop;
     r->round = -1;
+    r->nst = cfg->sa_consistency ? 5 : 4;
     r->pid_of = malloc((size_t)(cfg->num_clients > 0 ? cfg->num_clients : 1) * sizeof *r->pid_of);
     if (!r->pid_of) {
         free(r);
@@ -125,7 +132,9 @@ static void clear_round(fed_secagg_relay *r) {
     free(r->answered);
     free(r->bytes);
     free(r->setup);
-    fed_secagg_server_free(r->srv);
+    fed_secagg_server_free(r->srv); /* before the key table it reads */
+    free(r->sign_pks);
+    r->sign_pks = NULL;
     r->msg = NULL;
     r->msg_len = NULL;
     r->client_of = NULL;
@@ -144,6 +153,13 @@ void fed_secagg_relay_free(fed_secagg_relay *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+void fed_secagg_relay_set_keys(fed_secagg_relay *r, fed_secagg_key_fn fn, void *ctx) {
+    pthread_mutex_lock(&r->mu);
+    r->key_fn = fn;
+    r->key_ctx = ctx;
+    pthread_mutex_unlock(&r->mu);
 }
 
 static int stopping(const fed_secagg_relay *r) { return r->stop && *r->stop >= 2; }
@@ -167,6 +183,21 @@ static char *setup_json(const fed_secagg_relay *r, double stage_timeout) {
             j = NULL;
         }
         json_decref(d);
+    }
+    /* the consistency check: each client verifies its peers' signatures with keys it
+     * pinned itself, found by these client ids (a protocol id's client is
+     * clients[id]); the coordinator sends no key */
+    if (j && r->pc.consistency) {
+        json_t *ids = json_array();
+        for (int u = 0; ids && u < r->m; u++)
+            if (json_array_append_new(ids, json_integer(r->client_of[u]))) {
+                json_decref(ids);
+                ids = NULL;
+            }
+        if (!ids || json_object_set_new(j, "consistency", json_true()) || json_object_set_new(j, "clients", ids)) {
+            json_decref(j);
+            j = NULL;
+        }
     }
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -242,15 +273,38 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
         goto fail;
     }
     r->pc.modulus = 0;
+    if (c->sa_consistency) {
+        /* the server's keys are the allow-list's; the clients check with their own copies */
+        if (!r->key_fn) {
+            rc = fed_error(FED_EINVAL, "secure aggregation: the consistency check needs the enrolled keys, and the "
+                                       "relay has no key source");
+            goto fail;
+        }
+        if (!(r->sign_pks = malloc((size_t)m * sizeof *r->sign_pks))) {
+            rc = fed_error(FED_ENOMEM, "secure aggregation: out of memory for %d keys", m);
+            goto fail;
+        }
+        for (int u = 0; u < m; u++)
+            if ((rc = r->key_fn(r->key_ctx, who[u], r->sign_pks[u]))) {
+                char why[400];
+                snprintf(why, sizeof why, "%s", fed_last_error());
+                rc = fed_error(rc, "secure aggregation's consistency check: no enrolled public key for client %d: %s",
+                               who[u], why);
+                goto fail;
+            }
+        r->pc.consistency = 1;
+        r->pc.sign_pks = (const uint8_t (*)[32])r->sign_pks;
+    }
     if ((rc = fed_secagg_server_new(&r->srv, &r->pc, r->ddp ? n : n + 1))) goto fail;
     if (!(r->setup = setup_json(r, r->stage_timeout))) {
         rc = fed_error(FED_ENOMEM, "secure aggregation: out of memory");
         goto fail;
     }
-    logf_("round %d: secure aggregation among %d clients (t = %d, %d neighbours each)%s", round, m, r->pc.threshold,
+    logf_("round %d: secure aggregation among %d clients (t = %d, %d neighbours each)%s%s", round, m, r->pc.threshold,
           r->pc.degree <= 0 || r->pc.degree >= m - 1 ? m - 1 : r->pc.degree,
-          r->ddp ? ", distributed DP noise from each client" : "");
-    for (int s = 0; s < 4; s++) {
+          r->ddp ? ", distributed DP noise from each client" : "",
+          r->pc.consistency ? ", with the consistency check" : "");
+    for (int s = 0; s < r->nst; s++) {
         r->stage = s;
         r->state = RS_OPEN;
         memset(r->answered, 0, (size_t)m);
@@ -274,12 +328,12 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
                 logf_("round %d: secure aggregation: client %d dropped out at stage %d (no message by the stage deadline)",
                       round, who[u], s);
             }
-        /* closing a stage can take a while (stage 3 unmasks): requests meanwhile get "closed" */
+        /* closing a stage can take a while (the last one unmasks): requests meanwhile get "closed" */
         pthread_mutex_unlock(&r->mu);
         rc = fed_secagg_server_finish_stage(r->srv);
         pthread_mutex_lock(&r->mu);
         if (rc) goto fail;
-        if (s == 3) break;
+        if (s == r->nst - 1) break;
         for (int u = 0; u < m; u++) {
             free(r->msg[u]);
             r->msg[u] = NULL;
@@ -294,7 +348,9 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
         if (s == 2 && r->ddp) {
             /* the masked inputs in the sum are those of the clients still here: with
              * fewer noise shares than the calibration assumes, the unmasked sum would
-             * be under-noised, so it is never unmasked (stage 3 is not opened) */
+             * be under-noised, so it is never unmasked (the next stage is not opened;
+             * with the consistency check the masked inputs of U3 are in the sum whether
+             * or not their owners sign, so this count is the one that matters) */
             int left = 0;
             for (int u = 0; u < m; u++) left += r->alive[u];
             if (left < r->dp.min_survivors) {
@@ -381,7 +437,7 @@ fail:
 }
 
 /* "/v1/secagg/ROUND/STAGE" */
-static int parse_url(const char *url, int *round, int *stage) {
+static int parse_url(const char *url, int max_stage, int *round, int *stage) {
     const char *p = url + strlen("/v1/secagg/");
     char *end;
     errno = 0;
@@ -389,7 +445,7 @@ static int parse_url(const char *url, int *round, int *stage) {
     if (end == p || *end != '/' || errno || a < 0 || a > 1 << 30) return -1;
     p = end + 1;
     long b = strtol(p, &end, 10);
-    if (end == p || *end || errno || b < 0 || b > 3) return -1;
+    if (end == p || *end || errno || b < 0 || b > max_stage) return -1;
     *round = (int)a;
     *stage = (int)b;
     return 0;
@@ -404,8 +460,8 @@ int fed_secagg_relay_request(fed_secagg_relay *r, int is_post, int client, int64
     *out_len = 0;
     *ctype = "application/octet-stream";
     int round, stage;
-    if (parse_url(url, &round, &stage))
-        return FAIL(404, "no such endpoint: %.100s (/v1/secagg/ROUND/STAGE with STAGE 0..3)", url);
+    if (parse_url(url, r->nst - 1, &round, &stage)) /* nst is fixed at creation: no lock */
+        return FAIL(404, "no such endpoint: %.100s (/v1/secagg/ROUND/STAGE with STAGE 0..%d)", url, r->nst - 1);
     if (round != hdr_round)
         return FAIL(400, "%.100s: X-Federate-Round is %d, the path says round %d", url, hdr_round, round);
     pthread_mutex_lock(&r->mu);

@@ -1,6 +1,7 @@
 /* Secure aggregation over the network (internal to src/net): the coordinator's
  * relay that feeds the client daemons' stage messages to a fed_secagg_server,
- * and the client daemon's side of the four stages. Endpoints and message flow:
+ * and the client daemon's side of the four stages (five with
+ * secure_aggregation.consistency_check). Endpoints and message flow:
  * docs/protocol.md, "Secure aggregation". */
 #ifndef FEDERATE_NET_SECAGG_RELAY_H
 #define FEDERATE_NET_SECAGG_RELAY_H
@@ -17,7 +18,14 @@ typedef struct fed_secagg_relay fed_secagg_relay;
 int fed_secagg_relay_new(fed_secagg_relay **out, const fed_config *cfg, double stage_timeout_s, int long_poll_s,
                          volatile int *stop);
 void fed_secagg_relay_free(fed_secagg_relay *r);
-/* The driver's call (the transport's secure_mean): runs the four stages among the
+/* Where the relay finds client's enrolled Ed25519 public key (the coordinator's
+ * allow-list): with secure_aggregation.consistency_check every participant's key
+ * goes into the server's table by protocol id. 0, or an error code (with a
+ * message) when the client has none. */
+typedef int (*fed_secagg_key_fn)(void *ctx, int client, uint8_t pk[32]);
+void fed_secagg_relay_set_keys(fed_secagg_relay *r, fed_secagg_key_fn fn, void *ctx);
+/* The driver's call (the transport's secure_mean): runs the four stages (five with
+ * the consistency check, which needs fed_secagg_relay_set_keys) among the
  * results with status FED_RESULT_OK and writes the survivors' weighted mean
  * (weights: num_examples, public bound weight_max) into mean (n floats).
  * Survivors' bytes_up become their protocol traffic; the others become
@@ -46,14 +54,25 @@ size_t fed_secagg_relay_metrics(fed_secagg_relay *r, char *buf, size_t size);
 typedef int (*fed_secagg_call_fn)(void *ctx, const char *method, const char *path, int64_t run, int round,
                                   const void *body, size_t len, double timeout_s, const uint8_t **resp,
                                   size_t *resp_len);
+/* What a client brings to secure aggregation's consistency check. */
+typedef struct fed_secagg_daemon_keys {
+    const uint8_t *sign_sk;       /* its Ed25519 secret key (64 bytes: the one it signs requests with) */
+    const struct fed_peer_keys *peers; /* --peer-keys: the pinned keys of the federation (NULL: none) */
+    int require_consistency;      /* --require-consistency: refuse a round without the check */
+} fed_secagg_daemon_keys;
+
 /* Takes part in round's protocol with update delta (n floats) of weight
- * num_examples. wait_s bounds the wait for the protocol to begin. When the
+ * num_examples. When the setup announces the consistency check, the client
+ * takes the peers' keys from keys->peers only (by the setup's protocol id ->
+ * client id mapping) and refuses the round without them (keys NULL, no
+ * peers, a participant missing from the file, or its own entry not its key). wait_s bounds the wait for the protocol to begin. When the
  * coordinator announces privacy.mode distributed, the update goes in clipped,
  * rounded and with this client's discrete Gaussian noise share (equal weights);
  * min_noise > 0 refuses a round announced with a lower noise multiplier, or
  * without distributed DP (0: trust the coordinator). 0 when this client's part is
  * done (or it was not included); an error when it dropped out or refused. */
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
-                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise, int quiet);
+                            size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise,
+                            const fed_secagg_daemon_keys *keys, int quiet);
 
 #endif
