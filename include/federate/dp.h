@@ -131,6 +131,36 @@ int fed_dp_ddgauss_rdp(double l2, double sigma2, int n, double dim, const double
  * amplification (each release counts in full). */
 int fed_rdp_compose_ddgauss(fed_rdp *a, double l2, double sigma2, int n, double dim, long times);
 
+/* ---- Poisson subsampling of records (Zhu & Wang 2019), for record-level DP-SGD ---- */
+/* Not yet used by any run mode: the accountant for a future mode in which each client's
+ * DP-SGD step Poisson-samples its records and adds a 1/m share of the discrete Gaussian
+ * noise before secure aggregation (docs/privacy.md). */
+
+/* Largest integer order at which the subsampled bound is evaluated (its cost and memory
+ * grow linearly with the order); above it the unamplified curve is used. */
+#define FED_RDP_SUBSAMPLED_MAX_ORDER 65536
+
+/* General upper bound on the RDP at integer order alpha >= 2 of any mechanism run on a
+ * Poisson sample of the records at rate q in [0, 1] (Zhu & Wang, ICML 2019, Thm. 5), given
+ * the base mechanism's RDP base_rdp[j - 2] at each order j = 2..alpha (>= 0, +inf allowed:
+ * the result is then +inf). Add/remove-one-record neighbours. Computed in log space, so
+ * large orders neither overflow nor lose the small-q precision. q == 0 gives 0. With q == 1
+ * it is base_rdp at alpha plus log(3)/(alpha-1) (alpha >= 3): not a tightening; callers
+ * take the smaller of this and the unsampled curve. */
+int fed_rdp_poisson_subsampled_bound(double q, const double *base_rdp, long alpha, double *rdp);
+
+/* RDP at orders[i] (> 1, or +inf) of one distributed-discrete-Gaussian release (arguments
+ * as fed_dp_ddgauss_rdp: l2 is one record's L2 sensitivity in integer units, sigma2 each
+ * of the n shares' variance) whose records were Poisson-sampled at rate q: the smaller of
+ * the unsampled curve at orders[i] and the bound above at ceil(orders[i]) (order 2 for
+ * orders below 2; valid because RDP is non-decreasing in the order). Orders above
+ * FED_RDP_SUBSAMPLED_MAX_ORDER and +inf get the unsampled curve. */
+int fed_dp_subsampled_ddgauss_rdp(double q, double l2, double sigma2, int n, double dim, const double *orders,
+                                  int norders, double *rdp);
+/* Adds `steps` (>= 0) such releases to an accountant at its orders. */
+int fed_rdp_compose_subsampled_ddgauss(fed_rdp *a, double q, double l2, double sigma2, int n, double dim,
+                                       long steps);
+
 /* ---- calibration (Poisson-subsampled Gaussian, RDP accountant) ---- */
 
 /* Epsilon of `steps` steps with sampling rate q and noise multiplier z at delta.
