@@ -121,11 +121,14 @@ static void check_signed(void) {
     h = ok, h.client = "";
     expect_failed(h, FED_REQ_CLIENT, "unknown client ''");
     h = ok, h.run = "12a";
-    expect_failed(h, FED_REQ_RUN_ROUND, "X-Federate-Run / X-Federate-Round must be integers");
+    expect_failed(h, FED_REQ_RUN_ROUND, "X-Federate-Run must be an integer (got '12a')");
+    h = ok, h.round = "x";
+    expect_failed(h, FED_REQ_RUN_ROUND, "X-Federate-Round must be an integer in [0, 2^30] (got 'x')");
+    /* an integer out of range is named as such, not as "not an integer" */
     h = ok, h.round = "-1";
-    expect_failed(h, FED_REQ_RUN_ROUND, "must be integers");
+    expect_failed(h, FED_REQ_RUN_ROUND, "X-Federate-Round must be an integer in [0, 2^30] (got '-1')");
     h = ok, h.round = "1073741825";
-    expect_failed(h, FED_REQ_RUN_ROUND, "must be integers");
+    expect_failed(h, FED_REQ_RUN_ROUND, "in [0, 2^30] (got '1073741825')");
     h = ok, h.round = "1073741824";
     expect_failed(h, FED_REQ_PASSED, "");
     h = ok, h.nonce = NONCE "00";

@@ -458,6 +458,8 @@ int main(void) {
         {",\"consistency\":true,\"clients\":[0,1,1]}", &k0, FED_EFORMAT, "two protocol ids"},
         {",\"consistency\":true,\"clients\":[3,1,2]}", &k0, FED_EFORMAT, "not this client"},
         {",\"consistency\":1,\"clients\":[0,1,2]}", &k0, FED_EFORMAT, "\"consistency\""},
+        /* a threshold of half the holders or less would leave the check without effect */
+        {",\"threshold\":1,\"consistency\":true,\"clients\":[0,1,2]}", &k0, FED_EFORMAT, "cannot protect"},
         {"}", &kreq, FED_ESTATE, "--require-consistency"},
     };
     for (size_t b = 0; b < sizeof cbad / sizeof cbad[0]; b++) {

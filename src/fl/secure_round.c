@@ -91,7 +91,7 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
     const fed_config *c = &sa->cfg;
     fed_secagg_cfg pc;
     if ((rc = fed_secagg_cfg_default(&pc, m))) goto out;
-    if (!strcmp(c->sa_graph, "harary") && (rc = fed_secagg_cfg_plus(&pc, c->sa_adversarial, c->sa_dropout, 0))) goto out;
+    if (!strcmp(c->sa_graph, "harary") && (rc = fed_secagg_cfg_plus(&pc, c->sa_adversarial, c->sa_dropout, c->sa_consistency))) goto out;
     pc.round = (uint64_t)round;
     pc.threads = c->threads > 0 ? c->threads : 2;
     pc.consistency = c->sa_consistency; /* the driver generates the clients' signing keys */

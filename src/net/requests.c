@@ -111,10 +111,13 @@ int fed_req_signed_parse(const fed_req_headers *h, int nclients, fed_req_signed 
         return fed_error(FED_EFORMAT, "unknown client '%.40s' (ids are 0..%d)", h->client, nclients - 1);
     }
     out->client = (int)id;
-    if ((h->run && fed_req_parse_i64(h->run, &out->run)) || (h->round && fed_req_parse_i64(h->round, &round)) ||
-        round < 0 || round > 1 << 30) {
+    if (h->run && fed_req_parse_i64(h->run, &out->run)) {
         out->failed = FED_REQ_RUN_ROUND;
-        return fed_error(FED_EFORMAT, "X-Federate-Run / X-Federate-Round must be integers");
+        return fed_error(FED_EFORMAT, "X-Federate-Run must be an integer (got '%.40s')", h->run);
+    }
+    if (h->round && (fed_req_parse_i64(h->round, &round) || round < 0 || round > 1 << 30)) {
+        out->failed = FED_REQ_RUN_ROUND;
+        return fed_error(FED_EFORMAT, "X-Federate-Round must be an integer in [0, 2^30] (got '%.40s')", h->round);
     }
     out->round = (int)round;
     if (strlen(h->nonce) != 2 * sizeof out->nonce || fed_hex_decode(out->nonce, sizeof out->nonce, h->nonce)) {

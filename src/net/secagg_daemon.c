@@ -303,6 +303,16 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
     memset(&dp, 0, sizeof dp);
     if ((rc = parse_setup(resp, rl, run, round, &pc, &enc, &dd, &id, &stage_timeout, &clients))) return rc;
     if (clients) {
+        /* two U3 views cannot both collect t signatures from honest signers only when
+         * t is more than half of the holders; a lower threshold (the coordinator's to
+         * choose) would leave the check without effect (docs/protocol.md) */
+        int holders = (pc.degree <= 0 || pc.degree >= pc.n - 1 ? pc.n - 1 : pc.degree) + 1;
+        if (2 * pc.threshold <= holders) {
+            rc = fed_error(FED_EFORMAT, "secure aggregation setup: threshold %d is not more than half of the %d share "
+                                        "holders (neighbours and this client); the consistency check cannot protect "
+                                        "with it; not taking part", pc.threshold, holders);
+            goto out;
+        }
         if ((rc = pinned_table(keys, client, id, clients, pc.n, &pks))) goto out;
         pc.consistency = 1;
         pc.sign_pks = (const uint8_t (*)[32])pks;

@@ -248,7 +248,7 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
             u++;
         }
     if ((rc = fed_secagg_cfg_default(&r->pc, m))) goto fail;
-    if (!strcmp(c->sa_graph, "harary") && (rc = fed_secagg_cfg_plus(&r->pc, c->sa_adversarial, c->sa_dropout, 0)))
+    if (!strcmp(c->sa_graph, "harary") && (rc = fed_secagg_cfg_plus(&r->pc, c->sa_adversarial, c->sa_dropout, c->sa_consistency)))
         goto fail;
     r->pc.round = (uint64_t)round;
     r->pc.threads = c->threads > 0 ? c->threads : 1;

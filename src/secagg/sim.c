@@ -117,7 +117,11 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
         wipe_keys(sign_sk, cfgv.n);
         return rc;
     }
-    if (!input || (!sum_out && L)) return fed_error(FED_EINVAL, "secagg sim: no input function or output");
+    if (!input || (!sum_out && L)) {
+        free(sign_pk);
+        wipe_keys(sign_sk, cfgv.n);
+        return fed_error(FED_EINVAL, "secagg sim: no input function or output");
+    }
     int n = cfg->n, threads = cfg->threads < 1 ? 1 : cfg->threads;
     if (stats) memset(stats, 0, sizeof *stats);
     fed_secagg_server *srv = NULL;
