@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "args.h"
 #include "common.h"
 #include "federate/net.h"
@@ -86,6 +87,12 @@ int cmd_enroll(int argc, char **argv) {
         if (id >= 0 || pkarg) {
             fprintf(stderr, "federate enroll: --export writes the enrolled keys; it takes no --id or --public-key\n");
             return 2;
+        }
+        /* opening would create an empty allow-list: a mistyped --db must not export no keys */
+        if (access(db, R_OK) != 0) {
+            fprintf(stderr, "federate enroll: --export: no allow-list at %s (--db PATH names the one `federate enroll` "
+                            "wrote)\n", db);
+            return 1;
         }
         fed_allowlist *a = NULL;
         int count = 0;

@@ -19,6 +19,10 @@ deploy_federation $N --scheme iid --local-test-fraction 0.02 --seed 5
 # the operator's export of the allow-list: the file every client pins
 "$BIN" enroll --db clients.db --export peers.txt > export.out || fail "enroll --export"
 grep -q "^exported: $N$" export.out || fail "enroll --export: $(cat export.out)"
+# a mistyped --db is an error, not an empty export (nor a new, empty allow-list)
+"$BIN" enroll --db no-such.db --export none.txt > /dev/null 2> export.err && fail "enroll --export of a missing allow-list succeeded"
+grep -q "no allow-list at no-such.db" export.err || fail "enroll --export of a missing allow-list: $(cat export.err)"
+[ -e no-such.db ] && fail "enroll --export created the missing allow-list"
 [ "$(grep -cv '^#' peers.txt)" = $N ] || fail "peers.txt: $(cat peers.txt)"
 for i in $(seq 0 $((N - 1))); do
   grep -q "^$i $(cat k$i.pub)$" peers.txt || fail "peers.txt lacks client $i's key"
