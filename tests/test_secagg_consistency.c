@@ -4,7 +4,8 @@
  * down to t survivors (fewer fail cleanly); a server that shows two groups of
  * clients two different U3 sets gets no share out of the group that cannot
  * gather t signatures on its set; forged, missing and misplaced signatures are
- * refused, at stage 0 as at the check; the signed bytes and message sizes are as
+ * refused, at stage 0 as at the check, and so are advertisements signed under
+ * another run's context; the signed bytes and message sizes are as
  * documented (RFC 8032 for the signature itself). With the option off nothing
  * changes: the other secagg tests pin that. */
 #include <stdlib.h>
@@ -46,6 +47,12 @@ static void cfg_make(fed_secagg_cfg *cfg, int n, int t, int degree, const pki *k
     cfg->round = 7;
     cfg->consistency = 1;
     cfg->sign_pks = (const uint8_t (*)[32])k->pk;
+    for (int i = 0; i < 32; i++) cfg->context[i] = (uint8_t)(0xc0 + i); /* the run's context */
+}
+
+/* the context cfg_make sets, as the signed strings carry it */
+static void ctx_bytes(uint8_t out[32]) {
+    for (int i = 0; i < 32; i++) out[i] = (uint8_t)(0xc0 + i);
 }
 
 /* ---- a round driven by hand, with a hook on every message ---- */
@@ -173,15 +180,19 @@ static void contract(void) {
     CHECK_OK(fed_secagg_client_set_signing_key(c, k.sk[1]));
     CHECK_EQ_INT(fed_secagg_client_consistency(c, NULL, 0, &out, &ol), FED_ESTATE); /* out of turn */
     CHECK_OK(fed_secagg_client_advertise(c, &out, &ol));
-    /* C_ADV: header, c_pk, s_pk, then the signature over "FSAa" round id c_pk s_pk */
+    /* C_ADV: header, c_pk, s_pk, then the signature over "FSAa" round context id
+     * c_pk s_pk */
     CHECK_EQ_INT(ol, HDR + 64 + 64);
-    uint8_t tbs[80];
+    uint8_t tbs[112];
     memcpy(tbs, "FSAa", 4);
     put64(tbs + 4, 7);
-    put32(tbs + 12, 1);
-    memcpy(tbs + 16, out + HDR, 64);
+    ctx_bytes(tbs + 12);
+    put32(tbs + 44, 1);
+    memcpy(tbs + 48, out + HDR, 64);
     CHECK_OK(fed_sign_verify(out + HDR + 64, tbs, sizeof tbs, k.pk[1]));
     CHECK(fed_sign_verify(out + HDR + 64, tbs, sizeof tbs, k.pk[0]) != 0);
+    tbs[12] ^= 1; /* the same bytes under another context */
+    CHECK(fed_sign_verify(out + HDR + 64, tbs, sizeof tbs, k.pk[1]) != 0);
     free(out);
     fed_secagg_client_free(c);
     /* without the option the key is refused and the advertisement keeps its size */
@@ -307,15 +318,18 @@ static void kat_hook(void *p, int stage, int dir, int u, uint8_t **msg, size_t *
         for (int v = 0; v < c->n; v++) CHECK_EQ_INT(get32(*msg + HDR + 4 + 4 * v), v);
     }
     if (stage == 3 && dir == 1) {
-        /* C_CHECK: the signature over "FSAu" round |U3| U3 */
+        /* C_CHECK: the signature over "FSAu" round context |U3| U3 */
         CHECK_EQ_INT(*len, HDR + 64);
         CHECK_EQ_INT((*msg)[3], 4);
-        uint8_t tbs[16 + 4 * MAXN];
+        uint8_t tbs[48 + 4 * MAXN];
         memcpy(tbs, "FSAu", 4);
         put64(tbs + 4, 7);
-        put32(tbs + 12, (uint32_t)c->n);
-        for (int v = 0; v < c->n; v++) put32(tbs + 16 + 4 * v, (uint32_t)v);
-        CHECK_OK(fed_sign_verify(*msg + HDR, tbs, 16 + 4 * (size_t)c->n, c->k->pk[u]));
+        ctx_bytes(tbs + 12);
+        put32(tbs + 44, (uint32_t)c->n);
+        for (int v = 0; v < c->n; v++) put32(tbs + 48 + 4 * v, (uint32_t)v);
+        CHECK_OK(fed_sign_verify(*msg + HDR, tbs, 48 + 4 * (size_t)c->n, c->k->pk[u]));
+        tbs[43] ^= 0x80; /* another run's context */
+        CHECK(fed_sign_verify(*msg + HDR, tbs, 48 + 4 * (size_t)c->n, c->k->pk[u]) != 0);
     }
     if (stage == 4 && dir == 0) {
         /* S_REVEAL: n self-mask ids, no mask keys, then n signatures */
@@ -365,6 +379,80 @@ static void stage0(void) {
     CHECK_EQ_INT(ro.client_rc[1][0], FED_EFORMAT); /* client 0 stops: the keys are not peer 1's */
     for (int u = 0; u < 9; u++) CHECK_EQ_INT(ro.inc[u], u > 4 || u == 1);
     check_sum(9, 20, X, ro.sum, ro.inc);
+}
+
+/* ---- the run's context: derivation, and a replay from another run ---- */
+static void context(void) {
+    /* SHA-256("federate-secagg-context" || run, 8 bytes little-endian || graph_seed) */
+    uint8_t seed[32], got[32], want[32], buf[23 + 8 + 32];
+    for (int i = 0; i < 32; i++) seed[i] = (uint8_t)(3 * i + 1);
+    memcpy(buf, "federate-secagg-context", 23);
+    uint64_t run_id = 0x0102030405060708ull;
+    for (int i = 0; i < 8; i++) buf[23 + i] = (uint8_t)(run_id >> (8 * i));
+    memcpy(buf + 31, seed, 32);
+    CHECK_OK(fed_sha256(want, buf, sizeof buf));
+    CHECK_OK(fed_secagg_context(got, run_id, seed));
+    CHECK(memcmp(got, want, 32) == 0);
+    CHECK_OK(fed_secagg_context(want, run_id + 1, seed)); /* another run */
+    CHECK(memcmp(got, want, 32) != 0);
+    seed[31] ^= 1; /* another graph seed */
+    CHECK_OK(fed_secagg_context(want, run_id, seed));
+    CHECK(memcmp(got, want, 32) != 0);
+    fed_secagg_cfg d;
+    CHECK_OK(fed_secagg_cfg_default(&d, 4));
+    for (int i = 0; i < 32; i++) CHECK_EQ_INT(d.context[i], 0);
+
+    /* a client's advertisement signed in run A (same round number, same keys) is
+     * refused by run B's server, and taken by run A's */
+    static pki k;
+    pki_make(&k, 4);
+    fed_secagg_cfg a, b;
+    cfg_make(&a, 4, 3, 0, &k);
+    b = a;
+    CHECK_OK(fed_secagg_context(a.context, 1, a.graph_seed));
+    CHECK_OK(fed_secagg_context(b.context, 2, b.graph_seed));
+    fed_secagg_client *c;
+    uint8_t *out = NULL;
+    size_t ol;
+    CHECK_OK(fed_secagg_client_new(&c, &a, 2));
+    CHECK_OK(fed_secagg_client_set_signing_key(c, k.sk[2]));
+    CHECK_OK(fed_secagg_client_advertise(c, &out, &ol));
+    fed_secagg_server *sb, *sa;
+    uint8_t off[4];
+    CHECK_OK(fed_secagg_server_new(&sb, &b, 8));
+    CHECK_EQ_INT(fed_secagg_server_receive(sb, 2, out, ol), FED_EFORMAT);
+    CHECK_OK(fed_secagg_server_offenders(sb, off));
+    CHECK(off[2]);
+    fed_secagg_server_free(sb);
+    CHECK_OK(fed_secagg_server_new(&sa, &a, 8));
+    CHECK_OK(fed_secagg_server_receive(sa, 2, out, ol));
+    fed_secagg_server_free(sa);
+    free(out);
+    fed_secagg_client_free(c);
+
+    /* a whole round where one client was given another context: its advertisement
+     * is refused, the others go on without it */
+    fed_secagg_cfg cfg;
+    cfg_make(&cfg, 6, 4, 0, &k);
+    static pki k6;
+    pki_make(&k6, 6);
+    cfg.sign_pks = (const uint8_t (*)[32])k6.pk;
+    fed_secagg_cfg other = cfg;
+    other.context[0] ^= 1;
+    fed_secagg_server *srv;
+    CHECK_OK(fed_secagg_server_new(&srv, &cfg, 8));
+    for (int u = 0; u < 6; u++) {
+        CHECK_OK(fed_secagg_client_new(&c, u == 5 ? &other : &cfg, (uint32_t)u));
+        CHECK_OK(fed_secagg_client_set_signing_key(c, k6.sk[u]));
+        CHECK_OK(fed_secagg_client_advertise(c, &out, &ol));
+        CHECK_EQ_INT(fed_secagg_server_receive(srv, (uint32_t)u, out, ol), u == 5 ? FED_EFORMAT : 0);
+        free(out);
+        fed_secagg_client_free(c);
+    }
+    uint8_t off6[6];
+    CHECK_OK(fed_secagg_server_offenders(srv, off6));
+    for (int u = 0; u < 6; u++) CHECK_EQ_INT(off6[u], u == 5);
+    fed_secagg_server_free(srv);
 }
 
 /* ---- the check: forged and missing signatures, a bad U3 ---- */
@@ -585,6 +673,7 @@ int main(void) {
     honest_sim();
     honest_manual();
     stage0();
+    context();
     check_stage();
     split_view();
     garbled();

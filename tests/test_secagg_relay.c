@@ -456,6 +456,7 @@ int main(void) {
         {",\"consistency\":true}", &k0, FED_EFORMAT, "\"clients\""},
         {",\"consistency\":true,\"clients\":[0,1]}", &k0, FED_EFORMAT, "\"clients\""},
         {",\"consistency\":true,\"clients\":[0,1,1]}", &k0, FED_EFORMAT, "two protocol ids"},
+        {",\"consistency\":true,\"clients\":[2,0,2]}", &k0, FED_EFORMAT, "client 2 has two protocol ids (0 and 2)"},
         {",\"consistency\":true,\"clients\":[3,1,2]}", &k0, FED_EFORMAT, "not this client"},
         {",\"consistency\":1,\"clients\":[0,1,2]}", &k0, FED_EFORMAT, "\"consistency\""},
         /* a threshold of half the holders or less would leave the check without effect */

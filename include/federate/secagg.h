@@ -38,14 +38,15 @@ typedef struct fed_secagg_cfg {
     int threads;            /* worker threads of the in-process driver and the server */
     /* Active-adversary variant (Bonawitz et al. 2017, Sec. 4.2 / Fig. 4 with the
      * ConsistencyCheck round); 0 (the default) leaves every message as without it.
-     * Non-zero: each client signs its stage-0 keys with its long-term Ed25519 key
-     * (the server refuses an advertisement whose signature does not verify, a client
-     * aborts on a key list carrying one), and a fifth stage runs between the masked
-     * input and the unmasking: the server sends every survivor the set U3 of clients
-     * whose masked inputs it kept, each signs (round, U3), and the unmasking request
-     * carries the signatures of the client's neighbours (and its own); a client
-     * reveals nothing unless at least t of them are valid signatures on the U3 it
-     * signed, from members of U3, and the request is consistent with U3. */
+     * Non-zero: each client signs its stage-0 keys (with the round and the context
+     * below) with its long-term Ed25519 key (the server refuses an advertisement
+     * whose signature does not verify, a client aborts on a key list carrying one),
+     * and a fifth stage runs between the masked input and the unmasking: the server
+     * sends every survivor the set U3 of clients whose masked inputs it kept, each
+     * signs (round, context, U3), and the unmasking request carries the signatures
+     * of the client's neighbours (and its own); a client reveals nothing unless at
+     * least t of them are valid signatures on the U3 it signed, from members of U3,
+     * and the request is consistent with U3. */
     int consistency;
     /* With consistency: sign_pks[u] is client u's Ed25519 public key (n entries, the
      * PKI every party trusts). Not copied: it must stay valid and unchanged until
@@ -53,7 +54,21 @@ typedef struct fed_secagg_cfg {
      * also needs its secret key (fed_secagg_client_set_signing_key). Unused (may be
      * NULL) when consistency is 0. */
     const uint8_t (*sign_pks)[32];
+    /* With consistency: the run's context, bound into both signed byte strings (the
+     * advertisement's and the one on U3) next to the round, so that a signature
+     * from one run does not verify in another that reuses its round number. Every
+     * client and the server of a round must use the same 32 bytes (a client given
+     * another context signs bytes nobody else checks: its advertisement is refused)
+     * and they should differ between runs: fed_secagg_context derives them from
+     * public values every party sees (over the network: the run id and the round's
+     * graph_seed). fed_secagg_cfg_default sets zeros; unused without consistency. */
+    uint8_t context[32];
 } fed_secagg_cfg;
+
+/* The context of fed_secagg_cfg.context for a run and round:
+ * SHA-256("federate-secagg-context" || run as 8 bytes little-endian || graph_seed),
+ * 23 + 8 + 32 bytes hashed. */
+int fed_secagg_context(uint8_t out[32], uint64_t run, const uint8_t graph_seed[32]);
 
 /* Full graph, t = floor(n/2) + 1, R = 2^32, one thread, random graph seed. */
 int fed_secagg_cfg_default(fed_secagg_cfg *cfg, int n);
@@ -89,9 +104,9 @@ int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size
                                    size_t L, uint8_t **out, size_t *out_len);
 /* With cfg->consistency only, between masked_input and unmask: reads the server's
  * U3, checks it has at least t members (itself among them) and answers with its
- * signature on (round, U3). unmask then also checks the forwarded signatures
- * (see fed_secagg_cfg.consistency) and fails, revealing nothing, when they fall
- * short. */
+ * signature on (round, context, U3). unmask then also checks the forwarded
+ * signatures (see fed_secagg_cfg.consistency) and fails, revealing nothing, when
+ * they fall short. */
 int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
                                   size_t *out_len);
 int fed_secagg_client_unmask(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,

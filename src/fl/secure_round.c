@@ -102,6 +102,9 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
         uint32_t w = fed_rng_u32(&r);
         memcpy(pc.graph_seed + i, &w, 4);
     }
+    /* the signatures' context (consistency check): the run's seed and this round's
+     * graph seed, so signatures of one simulated run do not verify in another */
+    if ((rc = fed_secagg_context(pc.context, c->seed, pc.graph_seed))) goto out;
     fed_secagg_enc enc;
     fed_secagg_enc_default(&enc);
     enc.clip = c->sa_clip;

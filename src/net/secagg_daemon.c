@@ -124,6 +124,17 @@ static int parse_ddp(json_t *j, long n, ddp_setup *dd) {
     return 0;
 }
 
+typedef struct id_pos {
+    int id;
+    long pos;
+} id_pos;
+
+static int id_pos_cmp(const void *a, const void *b) {
+    const id_pos *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 /* The consistency check as announced: "consistency": true and "clients", the client
  * id of each protocol id (n distinct ids). *clients stays NULL without the check. */
 static int parse_consistency(json_t *j, long n, int **clients) {
@@ -144,15 +155,32 @@ static int parse_consistency(json_t *j, long n, int **clients) {
             return fed_error(FED_EFORMAT, "secure aggregation setup: \"clients\"[%ld] is not a client id", u);
         }
         ids[u] = (int)json_integer_value(x);
-        /* one client, one protocol id: the same key twice would count one signer twice */
-        for (long v = 0; v < u; v++)
-            if (ids[v] == ids[u]) {
-                int dup = ids[u];
-                free(ids);
-                return fed_error(FED_EFORMAT, "secure aggregation setup: client %d has two protocol ids (%ld and %ld)",
-                                 dup, v, u);
-            }
     }
+    /* one client, one protocol id: the same key twice would count one signer twice.
+     * Sorting (id, protocol id) pairs finds duplicates in O(n log n) (n up to 2^24
+     * from the coordinator); the error names the same pair as a scan in order
+     * would: the first protocol id whose client came before, and that earlier one. */
+    id_pos *s = malloc((size_t)n * sizeof *s);
+    if (!s) {
+        free(ids);
+        return fed_error(FED_ENOMEM, "out of memory for %ld client ids", n);
+    }
+    for (long u = 0; u < n; u++) s[u] = (id_pos){ids[u], u};
+    qsort(s, (size_t)n, sizeof *s, id_pos_cmp);
+    long dv = -1, du = -1;
+    for (long i = 1; i < n; i++)
+        if (s[i].id == s[i - 1].id && (i < 2 || s[i - 2].id != s[i].id) && (du < 0 || s[i].pos < du)) {
+            dv = s[i - 1].pos; /* the group's first two: sorted by protocol id within an id */
+            du = s[i].pos;
+        }
+    if (du >= 0) {
+        int dup = ids[du];
+        free(s);
+        free(ids);
+        return fed_error(FED_EFORMAT, "secure aggregation setup: client %d has two protocol ids (%ld and %ld)", dup, dv,
+                         du);
+    }
+    free(s);
     *clients = ids;
     return 0;
 }
@@ -202,7 +230,10 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
     pc->modulus = 0;
     pc->round = (uint64_t)round;
     pc->threads = 1;
-    if ((rc = fed_secagg_cfg_check(pc))) {
+    /* the signatures' context from the run id this client already checked and the
+     * graph seed every participant was sent: the coordinator cannot hand two
+     * clients different contexts without their signatures failing to verify */
+    if ((rc = fed_secagg_context(pc->context, (uint64_t)run, pc->graph_seed)) || (rc = fed_secagg_cfg_check(pc))) {
         free(*clients);
         *clients = NULL;
         return rc;

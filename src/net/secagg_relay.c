@@ -253,6 +253,10 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     r->pc.round = (uint64_t)round;
     r->pc.threads = c->threads > 0 ? c->threads : 1;
     fed_crypto_random(r->pc.graph_seed, sizeof r->pc.graph_seed); /* a deployment: unpredictable */
+    /* what the consistency check's signatures bind besides the round: the run id and
+     * the graph seed, both in the setup JSON, so each client derives the same bytes
+     * itself (docs/protocol.md) and a signature from another run does not verify */
+    if ((rc = fed_secagg_context(r->pc.context, (uint64_t)r->run, r->pc.graph_seed))) goto fail;
     fed_secagg_enc_default(&r->enc);
     r->enc.clip = c->sa_clip;
     r->enc.bits = c->sa_bits;

@@ -122,7 +122,7 @@ int fed_secagg_client_advertise(fed_secagg_client *c, uint8_t **out, size_t *out
     memcpy(msg + SA_HDR + 32, c->s_pk, 32);
     if (c->cfg.consistency) {
         uint8_t tbs[SA_ADV_TBS];
-        sa_adv_tbs(tbs, c->cfg.round, c->id, c->c_pk, c->s_pk);
+        sa_adv_tbs(tbs, c->cfg.round, c->cfg.context, c->id, c->c_pk, c->s_pk);
         sa_sign_msg(msg + SA_HDR + 64, tbs, sizeof tbs, c->sign_sk);
     }
     *out = msg;
@@ -197,7 +197,7 @@ int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t
             /* the keys must be v's own: a server cannot substitute its keys for them */
             const uint8_t *sig = sa_rdn(&r, SA_SIG);
             uint8_t tbs[SA_ADV_TBS];
-            sa_adv_tbs(tbs, c->cfg.round, v, cp, sp);
+            sa_adv_tbs(tbs, c->cfg.round, c->cfg.context, v, cp, sp);
             if (!sa_sig_ok(sig, tbs, sizeof tbs, c->cfg.sign_pks[v])) {
                 rc = fed_error(FED_EFORMAT, "secagg client %u: the keys of client %u in the key list are not signed "
                                             "by it", (unsigned)c->id, (unsigned)v);
@@ -413,7 +413,7 @@ int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_
                                  (unsigned)c->id));
     }
     size_t tl = 0;
-    uint8_t *tbs = sa_u3_tbs(c->cfg.round, ids, m, &tl);
+    uint8_t *tbs = sa_u3_tbs(c->cfg.round, c->cfg.context, ids, m, &tl);
     uint8_t *msg = malloc(SA_HDR + SA_SIG);
     if (!tbs || !msg) {
         free(u3);

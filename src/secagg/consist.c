@@ -3,26 +3,42 @@
  * from libsodium, and the stage numbering with and without the extra stage. */
 #include <stdlib.h>
 #include <sodium.h>
+#include "federate/error.h"
 #include "secagg_internal.h"
 
-void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, uint32_t id, const uint8_t c_pk[32], const uint8_t s_pk[32]) {
+void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, const uint8_t context[32], uint32_t id,
+                const uint8_t c_pk[32], const uint8_t s_pk[32]) {
     memcpy(out, "FSAa", 4);
     sa_put64(out + 4, round);
-    sa_put32(out + 12, id);
-    memcpy(out + 16, c_pk, 32);
-    memcpy(out + 48, s_pk, 32);
+    memcpy(out + 12, context, 32);
+    sa_put32(out + 44, id);
+    memcpy(out + 48, c_pk, 32);
+    memcpy(out + 80, s_pk, 32);
 }
 
-uint8_t *sa_u3_tbs(uint64_t round, const uint8_t *ids_wire, uint32_t m, size_t *len) {
-    size_t l = 16 + (size_t)m * 4;
+uint8_t *sa_u3_tbs(uint64_t round, const uint8_t context[32], const uint8_t *ids_wire, uint32_t m, size_t *len) {
+    size_t l = SA_U3_TBS_HEAD + (size_t)m * 4;
     uint8_t *p = malloc(l);
     if (!p) return NULL;
     memcpy(p, "FSAu", 4);
     sa_put64(p + 4, round);
-    sa_put32(p + 12, m);
-    if (m) memcpy(p + 16, ids_wire, (size_t)m * 4);
+    memcpy(p + 12, context, 32);
+    sa_put32(p + 44, m);
+    if (m) memcpy(p + SA_U3_TBS_HEAD, ids_wire, (size_t)m * 4);
     *len = l;
     return p;
+}
+
+int fed_secagg_context(uint8_t out[32], uint64_t run, const uint8_t graph_seed[32]) {
+    static const char label[] = "federate-secagg-context"; /* 23 bytes, no NUL */
+    uint8_t buf[sizeof label - 1 + 8 + 32];
+    if (!out || !graph_seed) return fed_error(FED_EINVAL, "secagg context: no output or graph seed");
+    if (sodium_init() < 0) return fed_error(FED_EINTERNAL, "secagg: libsodium failed to initialize");
+    memcpy(buf, label, sizeof label - 1);
+    for (int i = 0; i < 8; i++) buf[sizeof label - 1 + i] = (uint8_t)(run >> (8 * i));
+    memcpy(buf + sizeof label - 1 + 8, graph_seed, 32);
+    crypto_hash_sha256(out, buf, sizeof buf);
+    return 0;
 }
 
 int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]) {

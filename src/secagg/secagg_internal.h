@@ -91,10 +91,10 @@ static inline int sa_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }
  *   C_UNMASK nb u32, nb x (id u32, share[8 x u64]), ns u32, ns x (id u32, share[8 x u64])
  * With cfg->consistency (the active-adversary variant) some messages grow and a
  * stage is added between C_MASKED and S_REVEAL (Ed25519 signatures, 64 bytes):
- *   C_ADV    c_pk[32] s_pk[32] sig[64]          sig over "FSAa" round u64 id u32 c_pk s_pk
+ *   C_ADV    c_pk[32] s_pk[32] sig[64]          sig over "FSAa" round u64 context[32] id u32 c_pk s_pk
  *   S_KEYS   m u32, m x (id u32, c_pk[32], s_pk[32], sig[64])
  *   S_CHECK  m u32, m x id u32                  U3 (masked inputs kept), ascending
- *   C_CHECK  sig[64]                            over "FSAu" round u64 m u32 (m x id u32)
+ *   C_CHECK  sig[64]                            over "FSAu" round u64 context[32] m u32 (m x id u32)
  *   S_REVEAL as above, then g u32, g x (id u32, sig[64])  C_CHECK signatures of the
  *            recipient and its neighbours, ascending */
 #define SA_HDR 16
@@ -103,12 +103,14 @@ enum {
     SA_S_KEYS = 0x10, SA_S_SHARES = 0x11, SA_S_REVEAL = 0x12, SA_S_CHECK = 0x13,
 };
 #define SA_SIG 64
-#define SA_ADV_TBS (4 + 8 + 4 + 64)
-/* The bytes a stage-0 signature covers. */
-void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, uint32_t id, const uint8_t c_pk[32], const uint8_t s_pk[32]);
-/* The bytes a consistency signature covers, from U3 as m little-endian u32 ids
- * (malloc'd, *len set; NULL when out of memory). */
-uint8_t *sa_u3_tbs(uint64_t round, const uint8_t *ids_wire, uint32_t m, size_t *len);
+#define SA_ADV_TBS (4 + 8 + 32 + 4 + 64)
+#define SA_U3_TBS_HEAD (4 + 8 + 32 + 4)
+/* The bytes a stage-0 signature covers: "FSAa" round context id c_pk s_pk. */
+void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, const uint8_t context[32], uint32_t id,
+                const uint8_t c_pk[32], const uint8_t s_pk[32]);
+/* The bytes a consistency signature covers, "FSAu" round context m U3, from U3 as
+ * m little-endian u32 ids (malloc'd, *len set; NULL when out of memory). */
+uint8_t *sa_u3_tbs(uint64_t round, const uint8_t context[32], const uint8_t *ids_wire, uint32_t m, size_t *len);
 /* 1 when sig is pk's valid Ed25519 signature on msg. */
 int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]);
 /* sig = Ed25519 signature on msg with the 64-byte secret key sk. */

@@ -221,7 +221,7 @@ static int recv_adv(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size_t
                                                                 "%zu bytes, expected %zu", (unsigned)u, len, want));
     if (s->cfg.consistency) {
         uint8_t tbs[SA_ADV_TBS];
-        sa_adv_tbs(tbs, s->cfg.round, u, msg + SA_HDR, msg + SA_HDR + 32);
+        sa_adv_tbs(tbs, s->cfg.round, s->cfg.context, u, msg + SA_HDR, msg + SA_HDR + 32);
         if (!sa_sig_ok(msg + SA_HDR + 64, tbs, sizeof tbs, s->cfg.sign_pks[u]))
             return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: advertisement of client %u is not signed by it",
                                           (unsigned)u));
@@ -540,7 +540,7 @@ static int close_masked(fed_secagg_server *s) {
         }
         for (int i = 0; i < m; i++) sa_put32(s->u3_wire + 4 * (size_t)i, (uint32_t)ids[i]);
         s->nu3 = (uint32_t)m;
-        if (!(s->u3_tbs = sa_u3_tbs(s->cfg.round, s->u3_wire, s->nu3, &s->u3_tbs_len))) {
+        if (!(s->u3_tbs = sa_u3_tbs(s->cfg.round, s->cfg.context, s->u3_wire, s->nu3, &s->u3_tbs_len))) {
             free(ids);
             return fed_error(FED_ENOMEM, "secagg server: U3");
         }
