@@ -184,11 +184,7 @@ int cmd_run(int argc, char **argv) {
     printf("bytes_down: %lld\n", (long long)res.bytes_down);
     if (cfg.target_accuracy > 0) printf("target_round: %d\n", res.target_round);   /* 0: not reached */
     if (!isnan(res.sim_time_s) && res.sim_time_s > 0) printf("sim_time_s: %.1f\n", res.sim_time_s);
-    if (strcmp(cfg.dp_mode, "none") != 0 || res.epsilon > 0) {
-        /* the guarantee as the accountant computed it, never a formula */
-        printf("epsilon: %.4f\n", res.epsilon);
-        printf("delta: %g\n", cfg.dp_delta);
-    }
+    cli_print_privacy(&cfg, res.epsilon);
     fed_run_result_free(&res);
     return res.stopped ? 130 : 0;
 }

@@ -120,11 +120,7 @@ int cmd_server(int argc, char **argv) {
     printf("bytes_up: %lld\n", (long long)res.bytes_up);
     printf("bytes_down: %lld\n", (long long)res.bytes_down);
     printf("final_accuracy: %.2f\n", 100 * res.final_accuracy);
-    if (strcmp(cfg.dp_mode, "none") != 0) {
-        /* as federate run prints it: the accountant's figure for what was released */
-        printf("epsilon: %.4f\n", res.epsilon);
-        printf("delta: %g\n", cfg.dp_delta);
-    }
+    cli_print_privacy(&cfg, res.epsilon);
     fed_run_result_free(&res);
     return 0;
 }

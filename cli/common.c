@@ -69,3 +69,10 @@ void cli_progress_clear(cli_progress *p) {
     printf("\r%*s\r", 100, "");
     fflush(stdout);
 }
+
+void cli_print_privacy(const fed_config *cfg, double epsilon) {
+    if (strcmp(cfg->dp_mode, "none") == 0 && !(epsilon > 0)) return;
+    /* the guarantee as the accountant computed it, never a formula */
+    printf("epsilon: %.4f\n", epsilon);
+    printf("delta: %g\n", cfg->dp_delta);
+}

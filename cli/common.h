@@ -7,6 +7,8 @@
 double cli_now(void);
 /* Prints "federate CMD: what: detail" for a failed library call; returns 1. */
 int cli_fail(const char *cmd, const char *what, int rc);
+/* A DP run's closing `epsilon:` and `delta:` lines (nothing for a run without DP). */
+void cli_print_privacy(const fed_config *cfg, double epsilon);
 /* Builds a zoo model whose input matches the data set (c, h, w). hidden is a
  * comma-separated list of mlp hidden sizes or NULL. */
 int cli_model_for(const char *cmd, const char *name, int c, int h, int w, int classes, const char *hidden,

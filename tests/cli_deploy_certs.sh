@@ -35,9 +35,6 @@ server:
   listen: $ADDR:0
   cert: $1/server.pem
   key: $1/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   long_poll: 1
 YAML
   deploy_server server.yaml

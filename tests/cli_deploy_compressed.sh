@@ -37,12 +37,6 @@ threads: 1
 YAML
 { cat run.yaml; cat <<'YAML'; } > server.yaml
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   round_timeout: 50
   long_poll: 2
 YAML

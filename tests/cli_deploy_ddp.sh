@@ -39,12 +39,6 @@ privacy:
   noise_multiplier: 0.05
   delta: 1e-5
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   round_timeout: 5
   round_retries: 0
   long_poll: 2

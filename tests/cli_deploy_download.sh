@@ -34,12 +34,7 @@ YAML
 server_yaml() {  # server_yaml RUNYAML STORE > server.yaml
   cat "$1"; cat <<YAML
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
   store: $2
-  allow_list: clients.db
-  port_file: port
   round_timeout: 50
   long_poll: 2
 YAML

@@ -21,12 +21,6 @@ local_epochs: 1
 batch_size: 50
 threads: 1
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   min_registered: 2
   round_timeout: 50
   long_poll: 2

@@ -67,11 +67,6 @@ YAML
 { cat run.yaml; cat <<'YAML'; } > server.yaml
 server:
   listen: 10.231.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   round_timeout: 60
   register_timeout: 60
   long_poll: 5

@@ -28,12 +28,6 @@ model: mlp
 hidden: "16"
 threads: 1
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   round_timeout: 50
   long_poll: 1
 YAML

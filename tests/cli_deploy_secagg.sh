@@ -31,12 +31,6 @@ secure_aggregation:
   enabled: true
   clipping_range: 0.5
 server:
-  listen: 127.0.0.1:0
-  cert: certs/server.pem
-  key: certs/server-key.pem
-  store: server.db
-  allow_list: clients.db
-  port_file: port
   round_timeout: 6
   round_retries: 0
   long_poll: 2

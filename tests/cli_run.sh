@@ -76,16 +76,17 @@ echo "$out" | grep -q "clients 0/4 (4 dropped)" || fail "failed clients not reco
 out="$("$BIN" run small.yaml --db a.db --set data_dir=parts)" || fail "data_dir run failed: $out"
 echo "$out" | grep -q "^final_accuracy: " || fail "data_dir run has no result"
 
-# kill -9 in the middle, resume, and end at the uninterrupted run's model
-ref="$("$BIN" run small.yaml --db ref.db --set num_rounds=6 --set checkpoint_every=1 --log-format json | tail -4)"
-"$BIN" run small.yaml --db kill.db --set num_rounds=6 --set checkpoint_every=1 --log-format json > killed.log 2>&1 &
+# kill -9 in the middle, resume, and end at the uninterrupted run's model (enough
+# rounds that an idle, fast machine cannot finish them between two polls)
+ref="$("$BIN" run small.yaml --db ref.db --set num_rounds=40 --set checkpoint_every=1 --log-format json | tail -4)"
+"$BIN" run small.yaml --db kill.db --set num_rounds=40 --set checkpoint_every=1 --log-format json > killed.log 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
+for _ in $(seq 1 3000); do
   [ "$(grep -c '^{"round"' killed.log)" -ge 2 ] && break
-  sleep 0.1
+  sleep 0.02
 done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-grep -q '"round":6' killed.log && fail "the run finished before it could be killed"
+grep -q '"round":40' killed.log && fail "the run finished before it could be killed"
 res="$("$BIN" run --resume 1 --db kill.db --log-format json | tail -4)" || fail "resume failed"
 a="$(echo "$ref" | grep -v run_id)"; b="$(echo "$res" | grep -v run_id)"
 [ "$a" = "$b" ] || fail "resumed run differs: [$a] vs [$b]"

@@ -91,12 +91,25 @@ deploy_federation() {
   deploy_partition "$n" "$@"
 }
 
+# deploy_server_defaults CONFIG: fills in, under CONFIG's `server:` section, each
+# of the federation's standard keys the script left out: loopback on a free
+# port, the certificates of deploy_certs, server.db, the allow-list of
+# deploy_enroll, and the port file `port`. A key the script sets is kept.
+deploy_server_defaults() {
+  local kv
+  for kv in "listen: 127.0.0.1:0" "cert: certs/server.pem" "key: certs/server-key.pem" "store: server.db" \
+            "allow_list: clients.db" "port_file: port"; do
+    grep -q "^  ${kv%%:*}:" "$1" || sed -i "/^server:\$/a\\  $kv" "$1"
+  done
+}
+
 # deploy_server CONFIG [OUT LOG]: a coordinator in the background (stdout
-# appended to OUT, default server.out, stderr to LOG, default server.log);
-# waits (10 s at most) for its port file `port` (server.port_file must be
-# `port`) and sets SERVER (pid), PORT and URL (https://127.0.0.1:PORT).
+# appended to OUT, default server.out, stderr to LOG, default server.log) on
+# CONFIG completed by deploy_server_defaults; waits (10 s at most) for its port
+# file `port` and sets SERVER (pid), PORT and URL (https://127.0.0.1:PORT).
 # DEPLOY_WRAP, when set, is a command prefix (e.g. "ip netns exec NAME").
 deploy_server() {
+  deploy_server_defaults "$1"
   rm -f port
   ${DEPLOY_WRAP:-} "$BIN" server --config "$1" >> "${2:-server.out}" 2>> "${3:-server.log}" &
   SERVER=$!

@@ -6,6 +6,7 @@
  * for - never both shares of one peer. */
 #include <stdlib.h>
 #include <sodium.h>
+#include "federate/crypto.h"
 #include "federate/error.h"
 #include "secagg_internal.h"
 
@@ -94,8 +95,7 @@ int fed_secagg_client_set_signing_key(fed_secagg_client *c, const uint8_t sk[64]
     int rc = want_stage(c, 0, "set_signing_key");
     if (rc) return rc;
     uint8_t pk[32];
-    crypto_sign_ed25519_sk_to_pk(pk, sk);
-    if (sodium_memcmp(pk, c->cfg.sign_pks[c->id], 32) != 0)
+    if (fed_sign_sk_to_pk(pk, sk) || sodium_memcmp(pk, c->cfg.sign_pks[c->id], 32) != 0)
         return fed_error(FED_EINVAL, "secagg client %u: signing key does not match sign_pks[%u]", (unsigned)c->id,
                          (unsigned)c->id);
     memcpy(c->sign_sk, sk, 64);
@@ -123,7 +123,10 @@ int fed_secagg_client_advertise(fed_secagg_client *c, uint8_t **out, size_t *out
     if (c->cfg.consistency) {
         uint8_t tbs[SA_ADV_TBS];
         sa_adv_tbs(tbs, c->cfg.round, c->cfg.context, c->id, c->c_pk, c->s_pk);
-        sa_sign_msg(msg + SA_HDR + 64, tbs, sizeof tbs, c->sign_sk);
+        if ((rc = fed_sign_detached(msg + SA_HDR + 64, tbs, sizeof tbs, c->sign_sk))) {
+            free(msg);
+            return dead(c, rc);
+        }
     }
     *out = msg;
     *out_len = len;
@@ -131,16 +134,7 @@ int fed_secagg_client_advertise(fed_secagg_client *c, uint8_t **out, size_t *out
     return 0;
 }
 
-static int peer_index(const fed_secagg_client *c, uint32_t v) {
-    int lo = 0, hi = c->m - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (c->peer[mid] == v) return mid;
-        if (c->peer[mid] < v) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
+static int peer_index(const fed_secagg_client *c, uint32_t v) { return sa_find_u32(c->peer, c->m, v); }
 
 #define AD_LEN 20
 /* additional data of a share ciphertext: it is bound to the round and to both ends */
@@ -198,7 +192,7 @@ int fed_secagg_client_share_keys(fed_secagg_client *c, const uint8_t *in, size_t
             const uint8_t *sig = sa_rdn(&r, SA_SIG);
             uint8_t tbs[SA_ADV_TBS];
             sa_adv_tbs(tbs, c->cfg.round, c->cfg.context, v, cp, sp);
-            if (!sa_sig_ok(sig, tbs, sizeof tbs, c->cfg.sign_pks[v])) {
+            if (fed_sign_verify(sig, tbs, sizeof tbs, c->cfg.sign_pks[v])) {
                 rc = fed_error(FED_EFORMAT, "secagg client %u: the keys of client %u in the key list are not signed "
                                             "by it", (unsigned)c->id, (unsigned)v);
                 goto out;
@@ -366,16 +360,7 @@ out:
     return rc ? dead(c, rc) : 0;
 }
 
-static int in_u3(const fed_secagg_client *c, uint32_t v) {
-    int lo = 0, hi = (int)c->nu3 - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (c->u3[mid] == v) return 1;
-        if (c->u3[mid] < v) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return 0;
-}
+static int in_u3(const fed_secagg_client *c, uint32_t v) { return sa_find_u32(c->u3, (int)c->nu3, v) >= 0; }
 
 int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_t in_len, uint8_t **out,
                                   size_t *out_len) {
@@ -422,8 +407,14 @@ int fed_secagg_client_consistency(fed_secagg_client *c, const uint8_t *in, size_
         return dead(c, fed_error(FED_ENOMEM, "secagg client: consistency check"));
     }
     sa_put_hdr(msg, SA_C_CHECK, c->id, c->cfg.round);
-    sa_sign_msg(msg + SA_HDR, tbs, tl, c->sign_sk);
+    rc = fed_sign_detached(msg + SA_HDR, tbs, tl, c->sign_sk);
     sodium_memzero(c->sign_sk, sizeof c->sign_sk); /* signs nothing else this round */
+    if (rc) {
+        free(u3);
+        free(tbs);
+        free(msg);
+        return dead(c, rc);
+    }
     c->u3 = u3;
     c->nu3 = m;
     c->u3_tbs = tbs;
@@ -451,7 +442,7 @@ static int check_signatures(fed_secagg_client *c, sa_rd *r) {
             return fed_error(FED_ESTATE, "secagg client %u: consistency check failed: a signature from client %u, "
                                          "not a new member of U3 in its neighbourhood", (unsigned)c->id, (unsigned)v);
         last = v;
-        if (!sa_sig_ok(sig, c->u3_tbs, c->u3_tbs_len, c->cfg.sign_pks[v]))
+        if (fed_sign_verify(sig, c->u3_tbs, c->u3_tbs_len, c->cfg.sign_pks[v]))
             return fed_error(FED_ESTATE, "secagg client %u: consistency check failed: client %u's signature is not "
                                          "on the U3 this client signed", (unsigned)c->id, (unsigned)v);
     }

@@ -1,8 +1,8 @@
 /* The active-adversary variant's signatures (Bonawitz et al. CCS 2017, Sec. 4.2):
- * what a stage-0 advertisement and a consistency-check signature cover, Ed25519
- * from libsodium, and the stage numbering with and without the extra stage. */
+ * what a stage-0 advertisement and a consistency-check signature cover (signed and
+ * verified with federate/crypto.h's Ed25519), the per-run context, and the stage numbering with and without the extra stage. */
 #include <stdlib.h>
-#include <sodium.h>
+#include "federate/crypto.h"
 #include "federate/error.h"
 #include "secagg_internal.h"
 
@@ -33,20 +33,10 @@ int fed_secagg_context(uint8_t out[32], uint64_t run, const uint8_t graph_seed[3
     static const char label[] = "federate-secagg-context"; /* 23 bytes, no NUL */
     uint8_t buf[sizeof label - 1 + 8 + 32];
     if (!out || !graph_seed) return fed_error(FED_EINVAL, "secagg context: no output or graph seed");
-    if (sodium_init() < 0) return fed_error(FED_EINTERNAL, "secagg: libsodium failed to initialize");
     memcpy(buf, label, sizeof label - 1);
     for (int i = 0; i < 8; i++) buf[sizeof label - 1 + i] = (uint8_t)(run >> (8 * i));
     memcpy(buf + sizeof label - 1 + 8, graph_seed, 32);
-    crypto_hash_sha256(out, buf, sizeof buf);
-    return 0;
-}
-
-int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]) {
-    return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
-}
-
-void sa_sign_msg(uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t sk[64]) {
-    crypto_sign_detached(sig, NULL, msg, len, sk);
+    return fed_sha256(out, buf, sizeof buf);
 }
 
 int fed_secagg_stage_count(const fed_secagg_cfg *cfg) { return cfg && cfg->consistency ? 5 : 4; }

@@ -111,10 +111,6 @@ void sa_adv_tbs(uint8_t out[SA_ADV_TBS], uint64_t round, const uint8_t context[3
 /* The bytes a consistency signature covers, "FSAu" round context m U3, from U3 as
  * m little-endian u32 ids (malloc'd, *len set; NULL when out of memory). */
 uint8_t *sa_u3_tbs(uint64_t round, const uint8_t context[32], const uint8_t *ids_wire, uint32_t m, size_t *len);
-/* 1 when sig is pk's valid Ed25519 signature on msg. */
-int sa_sig_ok(const uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t pk[32]);
-/* sig = Ed25519 signature on msg with the 64-byte secret key sk. */
-void sa_sign_msg(uint8_t sig[SA_SIG], const uint8_t *msg, size_t len, const uint8_t sk[64]);
 #define SA_PT_LEN (8 + 2 * 8 * FED_SHAMIR_CHUNKS) /* from, to, b-share, s-share */
 #define SA_NONCE 24
 #define SA_TAG 16
@@ -151,5 +147,17 @@ static inline const uint8_t *sa_rdn(sa_rd *r, size_t n) {
 double sa_cpu_ms(void);
 double sa_wall_ms(void);
 double sa_proc_cpu_ms(void);
+
+/* Index of v in the ascending array a[0..m), or -1. */
+static inline int sa_find_u32(const uint32_t *a, int m, uint32_t v) {
+    int lo = 0, hi = m - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (a[mid] == v) return mid;
+        if (a[mid] < v) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
 
 #endif

@@ -6,6 +6,7 @@
  * parallel over coordinate blocks (any thread count gives the same sum). */
 #include <stdlib.h>
 #include <sodium.h>
+#include "federate/crypto.h"
 #include "federate/error.h"
 #include "federate/pool.h"
 #include "secagg_internal.h"
@@ -196,17 +197,6 @@ static int in_set(const fed_secagg_server *s, uint32_t u, int k) {
     }
 }
 
-static int find_u32(const uint32_t *a, int m, uint32_t v) {
-    int lo = 0, hi = m - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (a[mid] == v) return mid;
-        if (a[mid] < v) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
-
 /* U0-neighbours of u, ascending: the peers u was told about at stage 1 */
 static int key_list(const fed_secagg_server *s, uint32_t u, uint32_t *nb) {
     int c = sa_graph_nbrs(&s->g, u, nb), m = 0;
@@ -222,7 +212,7 @@ static int recv_adv(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size_t
     if (s->cfg.consistency) {
         uint8_t tbs[SA_ADV_TBS];
         sa_adv_tbs(tbs, s->cfg.round, s->cfg.context, u, msg + SA_HDR, msg + SA_HDR + 32);
-        if (!sa_sig_ok(msg + SA_HDR + 64, tbs, sizeof tbs, s->cfg.sign_pks[u]))
+        if (fed_sign_verify(msg + SA_HDR + 64, tbs, sizeof tbs, s->cfg.sign_pks[u]))
             return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: advertisement of client %u is not signed by it",
                                           (unsigned)u));
     }
@@ -344,7 +334,7 @@ static int reveal_lists(const fed_secagg_server *s, uint32_t v, uint32_t *bl, in
     *nb = *ns = 0;
     for (int i = 0; i < c; i++) {
         uint32_t w = nbr[i];
-        if (w != v && find_u32(s->compl[v], s->ncompl[v], w) >= 0) continue;
+        if (w != v && sa_find_u32(s->compl[v], s->ncompl[v], w) >= 0) continue;
         if (s->f[w] & F_IN) bl[(*nb)++] = w;
         else if ((s->f[w] & F_DROPPED) && w != v) sl[(*ns)++] = w;
     }
@@ -451,7 +441,7 @@ static int recv_check(fed_secagg_server *s, uint32_t u, const uint8_t *msg, size
     if (len != SA_HDR + SA_SIG)
         return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: consistency signature of client %u has %zu bytes, "
                                                    "expected %d", (unsigned)u, len, SA_HDR + SA_SIG));
-    if (!sa_sig_ok(msg + SA_HDR, s->u3_tbs, s->u3_tbs_len, s->cfg.sign_pks[u]))
+    if (fed_sign_verify(msg + SA_HDR, s->u3_tbs, s->u3_tbs_len, s->cfg.sign_pks[u]))
         return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: client %u's signature on U3 does not verify",
                                       (unsigned)u));
     memcpy(s->chk_sig[u], msg + SA_HDR, SA_SIG);
@@ -599,7 +589,7 @@ static void rebuild_task(void *p, size_t task, int worker) {
         if ((s->f[v] & (F_ANSWERED | F_OFFENDER)) != F_ANSWERED) continue;
         int cnt = g->is_s ? s->nans_s[v] : s->nans_b[v];
         const uint32_t *own = g->is_s ? s->ans_so[v] : s->ans_bo[v];
-        int i = find_u32(own, cnt, u);
+        int i = sa_find_u32(own, cnt, u);
         if (i >= 0) sp[have++] = g->is_s ? s->ans_s[v][i] : s->ans_b[v][i];
     }
     int rc = 0;
@@ -874,7 +864,7 @@ int fed_secagg_server_message(fed_secagg_server *s, uint32_t to, uint8_t **out, 
         uint8_t *p = msg + SA_HDR + 4;
         for (int j = 0; j < m; j++, p += 4 + SA_CT_LEN) {
             uint32_t w = nb[j];
-            int i = find_u32(s->sh_to[w], s->sh_m[w], to);
+            int i = sa_find_u32(s->sh_to[w], s->sh_m[w], to);
             if (i < 0) {
                 rc = fed_error(FED_EINTERNAL, "secagg server: no share from %u to %u", (unsigned)w, (unsigned)to);
                 goto out;

@@ -4,6 +4,7 @@
  * on the thread count). Drop-outs follow a per-client stage schedule. */
 #include <stdlib.h>
 #include <sodium.h>
+#include "federate/crypto.h"
 #include "federate/error.h"
 #include "federate/pool.h"
 #include "federate/rng.h"
@@ -100,7 +101,6 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
     if (cfgv.consistency) {
         /* the driver plays the PKI: a fresh Ed25519 key pair per client */
         if (cfgv.n < 1 || cfgv.n > (1 << 24)) return fed_secagg_cfg_check(cfg_in);
-        if (sodium_init() < 0) return fed_error(FED_EINTERNAL, "secagg sim: libsodium failed to initialize");
         sign_pk = malloc((size_t)cfgv.n * 32);
         sign_sk = malloc((size_t)cfgv.n * 64);
         if (!sign_pk || !sign_sk) {
@@ -108,7 +108,14 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
             free(sign_sk);
             return fed_error(FED_ENOMEM, "secagg sim: %d signing keys", cfgv.n);
         }
-        for (int u = 0; u < cfgv.n; u++) crypto_sign_keypair(sign_pk[u], sign_sk[u]);
+        for (int u = 0; u < cfgv.n; u++) {
+            int krc = fed_sign_keypair(sign_pk[u], sign_sk[u]);
+            if (krc) {
+                free(sign_pk);
+                wipe_keys(sign_sk, cfgv.n);
+                return krc;
+            }
+        }
         cfgv.sign_pks = (const uint8_t (*)[32])sign_pk;
     }
     int rc = fed_secagg_cfg_check(cfg);
