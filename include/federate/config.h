@@ -93,7 +93,7 @@ typedef struct fed_config {
     int sa_consistency;         /* secure_aggregation.consistency_check: active-adversary variant (false;
                                    simulation only) */
     /* differential privacy (the privacy: section) */
-    char dp_mode[16];           /* privacy.mode: none | dp-sgd | dp-fedavg | local | distributed */
+    char dp_mode[24];           /* privacy.mode: none | dp-sgd | dp-fedavg | local | distributed | distributed-dp-sgd */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */
     double dp_clip;             /* privacy.clip_norm: C (0 = 1.0 for dp-sgd, 0.1 for dp-fedavg/local) */
     int dp_adaptive;            /* privacy.adaptive_clipping (false) */

@@ -132,9 +132,9 @@ int fed_dp_ddgauss_rdp(double l2, double sigma2, int n, double dim, const double
 int fed_rdp_compose_ddgauss(fed_rdp *a, double l2, double sigma2, int n, double dim, long times);
 
 /* ---- Poisson subsampling of records (Zhu & Wang 2019), for record-level DP-SGD ---- */
-/* Not yet used by any run mode: the accountant for a future mode in which each client's
- * DP-SGD step Poisson-samples its records and adds a 1/m share of the discrete Gaussian
- * noise before secure aggregation (docs/privacy.md). */
+/* The accountant of privacy.mode distributed-dp-sgd, in which each client's DP-SGD step
+ * Poisson-samples its records and adds a 1/m share of the discrete Gaussian noise before
+ * secure aggregation (docs/privacy.md, "Record level"). */
 
 /* Largest integer order at which the subsampled bound is evaluated (its cost and memory
  * grow linearly with the order); above it the unamplified curve is used. */

@@ -105,7 +105,7 @@ struct fed_task;
 
 /* Append-only. */
 enum fed_privacy_mode { FED_PRIVACY_NONE = 0, FED_PRIVACY_DPSGD = 1, FED_PRIVACY_DPFEDAVG = 2, FED_PRIVACY_LOCAL = 3,
-                        FED_PRIVACY_DISTRIBUTED = 4 };
+                        FED_PRIVACY_DISTRIBUTED = 4, FED_PRIVACY_DISTRIBUTED_DPSGD = 5 };
 
 /* From cfg's privacy.* keys; refuses combinations that cannot be accounted
  * (e.g. DP-FedAvg with a strategy that weights clients unequally). */

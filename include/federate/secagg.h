@@ -239,6 +239,11 @@ typedef struct fed_secagg_ddp {
                                        survivors and the server does not release the sum */
     uint64_t seed, round;           /* rounding stream (seed, round, client, FED_RNG_QUANT) */
     int noise_source;               /* FED_DP_NOISE_*; seeded noise at (seed, round, client) */
+    long records;                   /* record level (fed_secagg_ddp_init_records), 0: user level.
+                                       The input is a sum of at most `records` records of L2 norm
+                                       <= clip each: no clip of the whole input, one unconditional
+                                       randomized rounding, and l2_bound2 is one record's
+                                       sensitivity after rounding, (c + sqrt d)^2 */
 } fed_secagg_ddp;
 
 /* Fills p for updates of dim coordinates: total noise standard deviation on the sum of
@@ -247,10 +252,24 @@ typedef struct fed_secagg_ddp {
  * (the paper's condition), or too large for the sampler (lower bits). */
 int fed_secagg_ddp_init(fed_secagg_ddp *p, double clip, int bits, double noise_multiplier, size_t dim,
                         int min_survivors, int noise_source, uint64_t seed, uint64_t round);
+/* Record level (record-level DP-SGD under secure aggregation): each client's input is
+ * the sum of its sampled records' clipped contributions, each of L2 norm <= clip, and
+ * at most max_records of them (a public bound: the largest client's data). Same noise
+ * as fed_secagg_ddp_init, but the input is not clipped as a whole and is rounded
+ * coordinate by coordinate with fresh coins, no norm condition. Adding or removing one
+ * record moves the pre-rounding input by at most c = 2^(bits-1) steps; with the
+ * rounding coins coupled (floor(v + U), U shared), every coordinate of the rounded
+ * difference is within 1 of the unrounded one, so the rounded inputs differ by at most
+ * c + sqrt(d), whatever the coins. Rényi divergence is jointly quasi-convex, so the
+ * mixture over the coins is bounded by the worst coin: l2_bound2 = (c + sqrt d)^2. */
+int fed_secagg_ddp_init_records(fed_secagg_ddp *p, double clip, int bits, double noise_multiplier, size_t dim,
+                                int min_survivors, long max_records, int noise_source, uint64_t seed,
+                                uint64_t round);
 /* The ring for n participants: the signed sum n 2^(bits-1) + (noise, k standard
  * deviations with k so that any of the dim coordinates exceeds it with probability
  * below 2^-40; the discrete Gaussian is sigma^2-subgaussian, Canonne et al. 2020)
- * must stay below 2^(ring_bits-1). FED_ERANGE when that needs more than 64 bits. */
+ * must stay below 2^(ring_bits-1) (record level: n max_records 2^(bits-1) + noise).
+ * FED_ERANGE when that needs more than 64 bits. */
 int fed_secagg_ddp_ring_bits(const fed_secagg_ddp *p, int n, int *ring_bits);
 /* One client's share: out[0..d) ring elements. client names its rounding and noise
  * streams. Secrets (the rounded vector, the noise) wiped. */

@@ -23,6 +23,9 @@ typedef struct fed_client_ins {
     float update_clip;     /* DP-FedAvg / local DP: clip the update to this L2 norm */
     float local_noise;     /* local DP: stddev of the Gaussian noise the client adds */
     int secure_noise;      /* noise from the CSPRNG instead of the seeded stream */
+    int dpsgd_sum;         /* distributed-dp-sgd: one DP-SGD step without noise; the update is
+                              -lr times its gradient (clipped sum / B), computed directly so it is
+                              exactly linear in the clipped sum; secure aggregation adds the noise */
 } fed_client_ins;
 
 /* What one client sends back (aggregate_fit's input). */

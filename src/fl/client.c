@@ -125,6 +125,12 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     to.dp_clip = ins->dpsgd_clip;
     to.dp_noise_multiplier = ins->dpsgd_noise;
     to.dp_secure_noise = ins->secure_noise;
+    to.dp_grad_only = ins->dpsgd_sum;
+    if (ins->dpsgd_sum && (ins->dpsgd_clip <= 0 || to.max_steps != 1 || c_minus_ci)) {
+        rc = fed_error(FED_EINVAL, "client %d: a DP-SGD sum is one clipped step (clip %g, %ld steps)", k,
+                       (double)ins->dpsgd_clip, to.max_steps);
+        goto out;
+    }
     if (ins->prox_mu > 0 || c_minus_ci) {
         to.hook = correct_gradient;
         to.hook_ctx = &h;
@@ -135,7 +141,14 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     res->train_loss = st.loss;
     res->train_accuracy = st.accuracy;
 
-    fed_vec_sub(res->delta, fed_model_params(m), global, n);
+    if (ins->dpsgd_sum) {
+        /* the step's gradient is the clipped sum / B: the update -lr g is exactly
+         * linear in it (no optimizer state, no parameter rounding) */
+        const float *g = fed_model_grads(m);
+        for (size_t i = 0; i < n; i++) res->delta[i] = -ins->lr * g[i];
+    } else {
+        fed_vec_sub(res->delta, fed_model_params(m), global, n);
+    }
     res->update_norm = fed_vec_norm2(res->delta, n);
     if (!fed_vec_all_finite(res->delta, n)) {
         rc = fed_error(FED_ERANGE, "client %d: the local update has NaN or Inf (learning rate %g too high?)", k, ins->lr);

@@ -32,7 +32,8 @@ static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", "cnn-dp",
 static const char *const norms[] = {"batch", "group", NULL};
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
 static const char *const sa_graphs[] = {"full", "harary", NULL};
-static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", "distributed", NULL};
+static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", "distributed", "distributed-dp-sgd",
+                                       NULL};
 static const char *const noise_sources[] = {"seeded", "secure", NULL};
 static const char *const conversions[] = {"improved", "classic", NULL};
 static const char *const strategies[] = {"fedavg", "fedavgm", "fedprox", "scaffold", "qfedavg",
@@ -188,11 +189,13 @@ static const fed_config_key keys[] = {
     {"privacy.mode", FED_CONFIG_STRING, FIELD(dp_mode), NO_RANGE, dp_modes,
      "none; dp-sgd (record level: DP-SGD on every client); dp-fedavg (user level: clipped updates, "
      "Gaussian noise on the server's sum, Poisson client sampling); local (each client noises its own update); "
-     "distributed (with secure_aggregation: each client adds a discrete Gaussian share before masking)"},
+     "distributed (with secure_aggregation: each client adds a discrete Gaussian share before masking); "
+     "distributed-dp-sgd (record level with secure_aggregation: one DP-SGD step per client and round, the noise "
+     "added as discrete Gaussian shares before masking)"},
     {"privacy.noise_multiplier", FED_CONFIG_DOUBLE, FIELD(dp_noise_multiplier), 0, 1e6, NULL,
      "noise standard deviation over the clip norm (z)"},
     {"privacy.clip_norm", FED_CONFIG_DOUBLE, FIELD(dp_clip), 0, 1e9, NULL,
-     "L2 clip: per example for dp-sgd (0 = 1.0), per client update for dp-fedavg, local and distributed "
+     "L2 clip: per example for dp-sgd and distributed-dp-sgd (0 = 1.0), per client update for dp-fedavg, local and distributed "
      "(0 = 0.1; the initial clip when adaptive)"},
     {"privacy.adaptive_clipping", FED_CONFIG_BOOL, FIELD(dp_adaptive), NO_RANGE, NULL,
      "dp-fedavg: adapt the clip to a quantile of update norms (Andrew et al. 2021)"},
@@ -922,6 +925,9 @@ int fed_config_validate(const fed_config *c) {
     } else if (!strcmp(c->dp_mode, "distributed")) {
         return fed_error(FED_EINVAL, "privacy.mode distributed adds the noise inside secure aggregation; set "
                                      "secure_aggregation.enabled: true (or use privacy.mode dp-fedavg)");
+    } else if (!strcmp(c->dp_mode, "distributed-dp-sgd")) {
+        return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd adds the noise inside secure aggregation; set "
+                                     "secure_aggregation.enabled: true (or use privacy.mode dp-sgd)");
     } else if (c->sa_consistency) {
         return fed_error(FED_EINVAL, "secure_aggregation.consistency_check is a variant of secure aggregation; set "
                                      "secure_aggregation.enabled: true");

@@ -305,10 +305,12 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
                        cfg->dp_mode, cfg->model);
         goto done;
     }
-    if (fed_privacy_mode(S.priv) == FED_PRIVACY_DPSGD && (!strcmp(cfg->model, "cnn-bn") || !strcmp(cfg->model, "resnet"))) {
+    if ((fed_privacy_mode(S.priv) == FED_PRIVACY_DPSGD || fed_privacy_mode(S.priv) == FED_PRIVACY_DISTRIBUTED_DPSGD) &&
+        (!strcmp(cfg->model, "cnn-bn") || !strcmp(cfg->model, "resnet"))) {
         /* refused here rather than by every client in every round */
-        rc = fed_error(FED_EUNSUPPORTED, "privacy.mode dp-sgd needs per-example gradients, and model %s has "
-                                         "normalization layers that mix examples; use mlp or cnn", cfg->model);
+        rc = fed_error(FED_EUNSUPPORTED, "privacy.mode %s needs per-example gradients, and model %s has "
+                                         "normalization layers that mix examples; use mlp, cnn or cnn-dp",
+                       cfg->dp_mode, cfg->model);
         goto done;
     }
     int dpfedavg = fed_privacy_mode(S.priv) == FED_PRIVACY_DPFEDAVG;

@@ -16,7 +16,18 @@
  *     many shares as survived (fed_rdp_compose_ddgauss), add/remove sensitivity the
  *     rounded vector's norm bound, composed without sampling amplification (the
  *     run's fixed-size selection is not the Poisson sampling the amplification
- *     theorems assume). */
+ *     theorems assume).
+ *   distributed-dp-sgd: record-level DP-SGD under secure aggregation. Each round every
+ *     selected client takes one DP-SGD step without noise: it Poisson-samples its
+ *     records at q_k = B / n_k, clips each record's gradient to C and sends -lr / B
+ *     times the sum, rounded and with its share of discrete Gaussian noise, under
+ *     masks. The server unmasks only the noised sum, so each record is protected by
+ *     the noise of all the shares (centralized DP-SGD over the union of the samples).
+ *     A client's records are accounted over the rounds whose release included its
+ *     input: Zhu & Wang 2019's Poisson-subsampling bound (fed_dp_subsampled_ddgauss_rdp)
+ *     on Kairouz et al.'s RDP for as many shares as survived, with one record's
+ *     sensitivity after rounding (fed_secagg_ddp_init_records); the run's epsilon is
+ *     the largest over clients. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +54,11 @@ struct fed_privacy {
     double eps_max;
     long rounds;               /* dp-fedavg, distributed: rounds run */
     fed_secagg_ddp ddp;        /* distributed: the mechanism (round 0's streams) */
-    fed_rdp *acc;              /* distributed: RDP of the released rounds */
+    fed_rdp *acc;              /* distributed: RDP of the released rounds; distributed-dp-sgd: the orders */
+    fed_rdp **cacc;            /* distributed-dp-sgd: each client's RDP over the releases it was in */
+    double *inc;               /* distributed-dp-sgd: one release's RDP at (inc_q, inc_m), cached */
+    double inc_q;
+    int inc_m;
     int max_participants;      /* distributed: clients per round */
     char desc[512];
 };
@@ -90,6 +105,72 @@ static int ddp_epsilon(const fed_privacy *p, int more, double *eps) {
     fed_rdp_free(a);
     return rc;
 }
+/* ---- distributed-dp-sgd: record-level DP-SGD under secure aggregation ---- */
+static int records_setup(fed_privacy *p, const fed_config *cfg, const fed_federation *fed) {
+    fed_model *m = NULL;
+    int rc = fed_model_for_config(cfg, &fed->train, &m);
+    if (rc) return rc;
+    size_t dim = fed_model_num_params(m);
+    fed_model_free(m);
+    long max_records = 1;
+    for (int i = 0; i < fed->num_clients; i++)
+        if ((long)fed->part.train_n[i] > max_records) max_records = (long)fed->part.train_n[i];
+    /* the integer-unit sensitivity and noise do not depend on the round's lr C / B */
+    if ((rc = fed_ddp_record_params(cfg, dim, 0, 1.0, max_records, &p->ddp))) return rc;
+    p->max_participants = fed_config_clients_per_round(cfg);
+    int ring;
+    if ((rc = fed_secagg_ddp_ring_bits(&p->ddp, p->max_participants, &ring))) return rc;
+    if (p->ddp.min_survivors < 2)
+        return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd needs at least 2 surviving clients per round "
+                                     "(clients_per_round %d, secure_aggregation.dropout_fraction %g)",
+                         p->max_participants, cfg->sa_dropout);
+    if ((rc = fed_rdp_new(&p->acc, NULL, 0))) return rc;
+    int no;
+    fed_rdp_orders(p->acc, NULL, NULL, &no);
+    p->cacc = calloc((size_t)p->num_clients, sizeof *p->cacc);
+    p->inc = malloc((size_t)no * sizeof *p->inc);
+    p->eps = calloc((size_t)p->num_clients, sizeof *p->eps);
+    if (!p->cacc || !p->inc || !p->eps) return fed_error(FED_ENOMEM, "privacy: out of memory for %d clients", p->num_clients);
+    for (int i = 0; i < p->num_clients; i++)
+        if ((rc = fed_rdp_new(&p->cacc[i], NULL, 0))) return rc;
+    p->inc_m = 0;
+    return 0;
+}
+
+static double records_q(const fed_privacy *p, int client) {
+    double nk = (double)p->fed->part.train_n[client];
+    double q = nk > 0 ? (double)p->batch_size / nk : 1.0;
+    return q > 1 ? 1 : q;
+}
+
+/* One release's RDP for a client sampled at q among m noise shares (p->inc). */
+static int records_inc(fed_privacy *p, double q, int m) {
+    if (m == p->inc_m && q == p->inc_q) return 0;
+    const double *orders;
+    int no;
+    fed_rdp_orders(p->acc, &orders, NULL, &no);
+    p->inc_m = 0;
+    int rc = fed_dp_subsampled_ddgauss_rdp(q, ddp_l2(p), ddp_sigma2(p), m, (double)p->ddp.dim, orders, no, p->inc);
+    if (rc) return rc;
+    p->inc_q = q;
+    p->inc_m = m;
+    return 0;
+}
+
+/* Epsilon of a client's curve plus one more release (p->inc) when more. */
+static int records_epsilon(const fed_privacy *p, int client, int more, double *eps) {
+    const double *orders, *rdp;
+    int no;
+    fed_rdp_orders(p->cacc[client], &orders, &rdp, &no);
+    fed_rdp *a;
+    int rc = fed_rdp_new(&a, orders, no);
+    if (!rc) rc = fed_rdp_add(a, rdp, no);
+    if (!rc && more) rc = fed_rdp_add(a, p->inc, no);
+    if (!rc) rc = fed_rdp_epsilon(a, p->delta, p->conversion, eps, NULL);
+    fed_rdp_free(a);
+    return rc;
+}
+
 const char *fed_privacy_describe(const fed_privacy *p) { return p ? p->desc : "none"; }
 double fed_privacy_clip(const fed_privacy *p) {
     if (!p || (p->mode != FED_PRIVACY_DPFEDAVG && p->mode != FED_PRIVACY_LOCAL &&
@@ -102,6 +183,10 @@ void fed_privacy_free(fed_privacy *p) {
     if (!p) return;
     free(p->steps);
     free(p->eps);
+    if (p->cacc)
+        for (int i = 0; i < p->num_clients; i++) fed_rdp_free(p->cacc[i]);
+    free(p->cacc);
+    free(p->inc);
     fed_rdp_free(p->acc);
     free(p);
 }
@@ -114,8 +199,9 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
     else if (!strcmp(cfg->dp_mode, "dp-fedavg")) mode = FED_PRIVACY_DPFEDAVG;
     else if (!strcmp(cfg->dp_mode, "local")) mode = FED_PRIVACY_LOCAL;
     else if (fed_ddp_enabled(cfg)) mode = FED_PRIVACY_DISTRIBUTED;
-    else return fed_error(FED_EINVAL, "privacy.mode '%s' is not one of none, dp-sgd, dp-fedavg, local, distributed",
-                          cfg->dp_mode);
+    else if (fed_ddp_record_level(cfg)) mode = FED_PRIVACY_DISTRIBUTED_DPSGD;
+    else return fed_error(FED_EINVAL, "privacy.mode '%s' is not one of none, dp-sgd, dp-fedavg, local, distributed, "
+                                      "distributed-dp-sgd", cfg->dp_mode);
     if (!(cfg->dp_delta > 0 && cfg->dp_delta < 1))
         return fed_error(FED_EINVAL, "privacy.delta must be in (0, 1) (got %g)", cfg->dp_delta);
     if (mode == FED_PRIVACY_DPFEDAVG) {
@@ -140,12 +226,29 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
             return fed_error(FED_EINVAL, "privacy.mode distributed works with strategy fedavg, fedavgm, fedprox, "
                                          "fedadam, fedyogi or fedadagrad, not %s", cfg->strategy);
     }
+    if (mode == FED_PRIVACY_DISTRIBUTED_DPSGD) {
+        if (!cfg->sa_enabled)
+            return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd adds the noise inside secure aggregation; "
+                                         "set secure_aggregation.enabled: true (or use privacy.mode dp-sgd)");
+        if (cfg->dp_adaptive)
+            return fed_error(FED_EINVAL, "privacy.adaptive_clipping needs privacy.mode dp-fedavg (got %s)",
+                             cfg->dp_mode);
+        if (!fed_strategy_mean_only(cfg->strategy) || !strcmp(cfg->strategy, "fedprox"))
+            return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd works with strategy fedavg, fedavgm, "
+                                         "fedadam, fedyogi or fedadagrad (the server's optimizer), not %s",
+                             cfg->strategy);
+        if (cfg->adapt_to_capability)
+            return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd runs one DP-SGD step per client and "
+                                         "round at the round's learning rate; unset adapt_to_capability");
+    }
     fed_privacy *p = calloc(1, sizeof *p);
     if (!p) return fed_error(FED_ENOMEM, "privacy: out of memory");
     p->mode = mode;
     p->z = cfg->dp_noise_multiplier;
     p->delta = cfg->dp_delta;
-    p->clip = cfg->dp_clip > 0 ? cfg->dp_clip : (mode == FED_PRIVACY_DPSGD ? 1.0 : FED_ADAPTIVE_CLIP_INITIAL);
+    p->clip = cfg->dp_clip > 0 ? cfg->dp_clip
+                               : (mode == FED_PRIVACY_DPSGD || mode == FED_PRIVACY_DISTRIBUTED_DPSGD
+                                      ? 1.0 : FED_ADAPTIVE_CLIP_INITIAL);
     p->conversion = strcmp(cfg->dp_conversion, "classic") ? FED_RDP_CONVERSION_IMPROVED : FED_RDP_CONVERSION_CLASSIC;
     int rc = fed_dp_noise_source_from_name(cfg->dp_noise_source, &p->source);
     if (rc) goto fail;
@@ -167,6 +270,7 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
         goto fail;
     }
     if (mode == FED_PRIVACY_DISTRIBUTED && (rc = ddp_setup(p, cfg, fed))) goto fail;
+    if (mode == FED_PRIVACY_DISTRIBUTED_DPSGD && (rc = records_setup(p, cfg, fed))) goto fail;
     if (mode == FED_PRIVACY_DPSGD || mode == FED_PRIVACY_LOCAL) {
         p->steps = calloc((size_t)p->num_clients, sizeof(long));
         p->eps = calloc((size_t)p->num_clients, sizeof(double));
@@ -194,6 +298,13 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
                  "clip); Kairouz et al. 2021 RDP, no sampling amplification (%s conversion), delta %g",
                  p->clip, p->ddp.bits, (double)p->ddp.sigma2_num / (double)(p->ddp.sigma2_den ? p->ddp.sigma2_den : 1),
                  p->ddp.min_survivors, p->z, conv, p->delta);
+    else if (mode == FED_PRIVACY_DISTRIBUTED_DPSGD)
+        snprintf(p->desc, sizeof p->desc,
+                 "record-level DP-SGD under secure aggregation: one step per round, Poisson sampling q = %d / n_k, "
+                 "per-example clip %g, %d bits per clip, discrete Gaussian shares from each client calibrated for %d "
+                 "survivors (total noise %g x clip); Kairouz et al. 2021 RDP with Zhu & Wang 2019 subsampling "
+                 "(%s conversion), max over clients, delta %g",
+                 p->batch_size, p->clip, p->ddp.bits, p->ddp.min_survivors, p->z, conv, p->delta);
     else
         snprintf(p->desc, sizeof p->desc,
                  "local DP: update clip %g, Gaussian noise %g x clip added by each client (%s); RDP accountant "
@@ -212,6 +323,15 @@ void fed_privacy_configure(const fed_privacy *p, fed_client_ins *ins) {
     if (p->mode == FED_PRIVACY_DPSGD) {
         ins->dpsgd_clip = (float)p->clip;
         ins->dpsgd_noise = (float)p->z;
+    } else if (p->mode == FED_PRIVACY_DISTRIBUTED_DPSGD) {
+        /* one noiseless step at the run's batch size: the secure round adds the noise
+         * and reads every client's input in the same units, lr C / B */
+        ins->dpsgd_clip = (float)p->clip;
+        ins->dpsgd_noise = 0;
+        ins->dpsgd_sum = 1;
+        ins->batch_size = p->batch_size;
+        ins->max_steps = 1;
+        if (ins->local_epochs < 1) ins->local_epochs = 1;
     } else if (p->mode == FED_PRIVACY_DPFEDAVG || p->mode == FED_PRIVACY_DISTRIBUTED) {
         ins->update_clip = (float)fed_privacy_clip(p);
     } else if (p->mode == FED_PRIVACY_LOCAL) {
@@ -289,6 +409,20 @@ int fed_privacy_epsilon_after(const fed_privacy *p, const fed_task *tasks, int k
     if (!p) { *eps = 0; return 0; }
     if (p->mode == FED_PRIVACY_DISTRIBUTED) return ddp_epsilon(p, k > 0 ? p->ddp.min_survivors : 0, eps);
     if (p->mode == FED_PRIVACY_DPFEDAVG) return fedavg_epsilon(p, p->rounds + 1, eps);
+    if (p->mode == FED_PRIVACY_DISTRIBUTED_DPSGD) {
+        /* the worst release: as few shares as the server may unmask */
+        fed_privacy *w = (fed_privacy *)p; /* the cache only */
+        double worst = p->eps_max;
+        for (int i = 0; i < k; i++) {
+            double e;
+            int rc = records_inc(w, records_q(p, tasks[i].client), p->ddp.min_survivors);
+            if (!rc) rc = records_epsilon(p, tasks[i].client, 1, &e);
+            if (rc) return rc;
+            if (e > worst) worst = e;
+        }
+        *eps = worst;
+        return 0;
+    }
     double worst = p->eps_max;
     for (int i = 0; i < k; i++) {
         int c = tasks[i].client;
@@ -307,6 +441,25 @@ int fed_privacy_account(fed_privacy *p, const fed_result *res, int k) {
     if (p->mode == FED_PRIVACY_DPFEDAVG) {
         /* every round is a release of the (possibly empty) noised sum */
         p->rounds++;
+        return 0;
+    }
+    if (p->mode == FED_PRIVACY_DISTRIBUTED_DPSGD) {
+        /* the clients still OK after the secure round are those whose inputs, and so
+         * whose sampled records, are in the released sum, with m noise shares */
+        int m = 0;
+        for (int i = 0; i < k; i++) m += res[i].status == FED_RESULT_OK;
+        p->rounds++;
+        for (int i = 0; i < k && m > 0; i++) {
+            if (res[i].status != FED_RESULT_OK) continue;
+            int c = res[i].client, rc;
+            const double *orders;
+            int no;
+            fed_rdp_orders(p->acc, &orders, NULL, &no);
+            if ((rc = records_inc(p, records_q(p, c), m))) return rc;
+            if ((rc = fed_rdp_add(p->cacc[c], p->inc, no))) return rc;
+            if ((rc = records_epsilon(p, c, 0, &p->eps[c]))) return rc;
+            if (p->eps[c] > p->eps_max) p->eps_max = p->eps[c];
+        }
         return 0;
     }
     if (p->mode == FED_PRIVACY_DISTRIBUTED) {
@@ -337,7 +490,8 @@ int fed_privacy_epsilon(const fed_privacy *p, double *eps) {
 }
 
 /* State words: [rounds, clip bits, steps[0..N)]; distributed: [rounds, clip bits,
- * RDP bits at each order] (the rounds' survivor counts differ, so the curve itself). */
+ * RDP bits at each order] (the rounds' survivor counts differ, so the curve itself);
+ * distributed-dp-sgd: [rounds, clip bits, each client's curve in turn]. */
 static size_t ddp_orders(const fed_privacy *p) {
     int n = 0;
     if (p->acc) fed_rdp_orders(p->acc, NULL, NULL, &n);
@@ -345,7 +499,12 @@ static size_t ddp_orders(const fed_privacy *p) {
 }
 
 int fed_privacy_state_size(const fed_privacy *p, size_t *len) {
-    *len = p ? 2 + (p->steps ? (size_t)p->num_clients : 0) + ddp_orders(p) : 0;
+    if (!p) {
+        *len = 0;
+        return 0;
+    }
+    size_t curves = p->cacc ? (size_t)p->num_clients : 1;
+    *len = 2 + (p->steps ? (size_t)p->num_clients : 0) + curves * ddp_orders(p);
     return 0;
 }
 
@@ -357,6 +516,15 @@ int fed_privacy_state_get(const fed_privacy *p, int64_t *w, size_t len) {
     w[0] = p->rounds;
     double c = p->adaptive ? p->ac.clip : p->clip;
     memcpy(&w[1], &c, sizeof c);   /* the exact double, so a resumed run is bit-identical */
+    if (p->cacc) {
+        size_t no = ddp_orders(p), at = 2;
+        for (int c = 0; c < p->num_clients; c++, at += no) {
+            const double *rdp;
+            fed_rdp_orders(p->cacc[c], NULL, &rdp, NULL);
+            memcpy(&w[at], rdp, no * sizeof(double));
+        }
+        return 0;
+    }
     if (p->acc) {
         const double *rdp;
         fed_rdp_orders(p->acc, NULL, &rdp, NULL);
@@ -377,6 +545,31 @@ int fed_privacy_state_set(fed_privacy *p, const int64_t *w, size_t len) {
     memcpy(&c, &w[1], sizeof c);
     if (!(c > 0) || !isfinite(c)) return fed_error(FED_EFORMAT, "privacy: checkpoint has a bad clip norm");
     if (p->adaptive) p->ac.clip = c;
+    if (p->cacc) {
+        size_t no = ddp_orders(p);
+        const double *orders;
+        fed_rdp_orders(p->acc, &orders, NULL, NULL);
+        double *r = malloc(no * sizeof *r);
+        if (!r) return fed_error(FED_ENOMEM, "privacy: out of memory");
+        int rc = 0;
+        p->eps_max = 0;
+        for (int cl = 0; cl < p->num_clients && !rc; cl++) {
+            memcpy(r, &w[2 + (size_t)cl * no], no * sizeof *r);
+            fed_rdp *fresh = NULL;
+            rc = fed_rdp_new(&fresh, orders, (int)no);
+            if (!rc && fed_rdp_add(fresh, r, (int)no)) rc = fed_error(FED_EFORMAT, "privacy: checkpoint has a bad RDP curve");
+            if (rc) {
+                fed_rdp_free(fresh);
+                break;
+            }
+            fed_rdp_free(p->cacc[cl]);
+            p->cacc[cl] = fresh;
+            if ((rc = records_epsilon(p, cl, 0, &p->eps[cl]))) break;
+            if (p->eps[cl] > p->eps_max) p->eps_max = p->eps[cl];
+        }
+        free(r);
+        return rc;
+    }
     if (p->acc) {
         int no;
         const double *orders;

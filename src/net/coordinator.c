@@ -1403,6 +1403,10 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     if (rc) return rc;
     if (cfg->dropout_probability > 0)
         return fed_error(FED_EINVAL, "dropout_probability is a simulation setting; a deployment's clients drop out by themselves");
+    if (!strcmp(cfg->dp_mode, "distributed-dp-sgd"))
+        return fed_error(FED_EUNSUPPORTED, "privacy.mode distributed-dp-sgd runs in simulation (federate run) only; "
+                                           "the client daemons do not take its one-step record-level round yet "
+                                           "(use privacy.mode distributed or dp-sgd)");
     /* Besides the receive buffers (rx_take), an upload's parsed copy and a
      * decompressed body are megabytes each, many per round: glibc would map
      * them fresh or hand their pages back when freed, and every upload paid a

@@ -75,7 +75,7 @@ static int train_dp(fed_model *m, fed_optim *opt, const fed_dataset *d, const ui
         fed_vec_scale(g, inv_expected, np);
         if (o->hook) o->hook(o->hook_ctx, g, p, np);
         float lr = o->schedule ? fed_lr_at(o->schedule, (int)(o->schedule_offset + steps)) : o->lr;
-        if ((rc = fed_optim_step_pool(opt, p, g, lr, fed_model_pool(m)))) goto out;
+        if (!o->dp_grad_only && (rc = fed_optim_step_pool(opt, p, g, lr, fed_model_pool(m)))) goto out;
         loss_sum += loss;
         right += correct;
         examples += (long)b;

@@ -58,13 +58,28 @@ int fed_secagg_ddp_init(fed_secagg_ddp *p, double clip, int bits, double noise_m
     return 0;
 }
 
+int fed_secagg_ddp_init_records(fed_secagg_ddp *p, double clip, int bits, double noise_multiplier, size_t dim,
+                                int min_survivors, long max_records, int noise_source, uint64_t seed,
+                                uint64_t round) {
+    int rc = fed_secagg_ddp_init(p, clip, bits, noise_multiplier, dim, min_survivors, noise_source, seed, round);
+    if (rc) return rc;
+    if (max_records < 1)
+        return fed_error(FED_EINVAL, "distributed DP: record level needs at least one record per client (got %ld)",
+                         max_records);
+    p->records = max_records;
+    double s = ldexp(1.0, bits - 1) + sqrt((double)dim);
+    p->l2_bound2 = s * s;
+    return 0;
+}
+
 int fed_secagg_ddp_ring_bits(const fed_secagg_ddp *p, int n, int *ring_bits) {
     if (!p || !ring_bits || n < 1) return fed_error(FED_EINVAL, "distributed DP ring: bad arguments (n %d)", n);
     /* P(|sum of noise| >= k sd) <= 2 exp(-k^2 / 2) per coordinate; the union over dim
      * coordinates stays below 2^-40 */
     double k = sqrt(2 * log(2 * (double)p->dim * 0x1p40));
     double sd = p->sigma2_num ? sqrt((double)n * (double)p->sigma2_num / (double)p->sigma2_den) : 0;
-    double bound = (double)n * ldexp(1.0, p->bits - 1) + k * sd; /* |signed sum| of a coordinate */
+    double per = ldexp(1.0, p->bits - 1) * (double)(p->records > 0 ? p->records : 1);
+    double bound = (double)n * per + k * sd; /* |signed sum| of a coordinate */
     for (int r = 2; r <= 64; r++)
         if (bound < ldexp(1.0, r - 1) * (1 - 1e-12)) {
             *ring_bits = r;
@@ -86,11 +101,24 @@ int fed_secagg_ddp_round(const fed_secagg_ddp *p, uint64_t client, const float *
         n2 += (double)x[i] * (double)x[i];
     }
     double norm = sqrt(n2);
-    double f = p->scale * (norm > p->clip ? p->clip / norm : 1.0);
     double c = ldexp(1.0, p->bits - 1);
-    unsigned __int128 bound = (unsigned __int128)p->l2_bound2;
     fed_rng r;
     fed_rng_init(&r, p->seed, p->round, client, FED_RNG_QUANT);
+    if (p->records > 0) {
+        /* record level: no clip of the whole (each record was clipped), one rounding
+         * with fresh coins (the coupling bound needs no condition); the clamp to what
+         * max_records records can sum to only keeps a faulty input inside the ring */
+        double lim = c * (double)p->records;
+        for (size_t i = 0; i < d; i++) {
+            double v = (double)x[i] * p->scale;
+            v = v < -lim ? -lim : v > lim ? lim : v;
+            double fl = floor(v);
+            out[i] = (int64_t)fl + (fed_rng_uniform(&r) < v - fl);
+        }
+        return 0;
+    }
+    double f = p->scale * (norm > p->clip ? p->clip / norm : 1.0);
+    unsigned __int128 bound = (unsigned __int128)p->l2_bound2;
     for (int t = 0; t <= DDP_ROUND_TRIES; t++) {
         unsigned __int128 q2 = 0;
         for (size_t i = 0; i < d; i++) {
