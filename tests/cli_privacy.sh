@@ -79,6 +79,30 @@ echo "accountant_ms: $ms"
 le "$ms" 50 || fail "accountant_ms $ms (target 5 ms)"
 
 # Errors name the flag and exit 2.
+# --secure-clients: one client of privacy.mode distributed-dp-sgd (600 records, 3 a step,
+# 100 shares, 16 bits, cnn-dp's 26,010 parameters). Its general subsampling bound is
+# never below the tight sampled Gaussian at the same effective noise z c / (c + sqrt d),
+# the run's accountant gives the same figure (tests/test_fl_ddp_sgd.c), and the
+# calibrated z is the smallest that meets the target.
+ddp="--dataset-size 600 --batch-size 3 --epochs 10 --delta 1e-5 --secure-clients 100 --dim 26010"
+out="$("$BIN" privacy $ddp --noise-multiplier 1.3)" || fail "privacy --secure-clients failed: $out"
+echo "$out"
+[ "$(get "$out" steps)" = 2000 ] || fail "--secure-clients steps: want 2000"
+e_ddp="$(get "$out" epsilon)"
+zeff="$(awk 'BEGIN { c = 32768; printf "%.12g", 1.3 * c / (c + sqrt(26010)) }')"
+e_gauss="$(get "$("$BIN" privacy --dataset-size 600 --batch-size 3 --epochs 10 --delta 1e-5 --noise-multiplier "$zeff")" epsilon)"
+echo "sampled Gaussian at z $zeff: $e_gauss; distributed discrete Gaussian: $e_ddp"
+le "$e_gauss" "$e_ddp" || fail "--secure-clients epsilon $e_ddp below the tight Gaussian's $e_gauss"
+le "$e_ddp" "$(awk -v g="$e_gauss" 'BEGIN { print g * 1.3 }')" || fail "--secure-clients epsilon $e_ddp far above $e_gauss"
+out="$("$BIN" privacy $ddp --target-epsilon 1)" || fail "privacy --secure-clients --target-epsilon failed"
+echo "$out"
+z="$(get "$out" noise_multiplier)"
+le "$(get "$out" epsilon)" 1 || fail "--secure-clients: calibrated z misses the target"
+zl="$(awk -v z="$z" 'BEGIN { printf "%.9g", z * (1 - 1e-4) }')"
+le "$(get "$("$BIN" privacy $ddp --noise-multiplier "$zl")" epsilon)" 1 && fail "--secure-clients: $zl also meets 1"
+fewer="$(get "$("$BIN" privacy $ddp --noise-multiplier 1.3 --bits 8)" epsilon)"
+le "$e_ddp" "$fewer" || fail "--bits 8 (sqrt(d) larger against the clip) gave less epsilon than 16"
+
 expect_err() { # flag-in-message args...
     local want="$1"; shift
     local err
@@ -103,6 +127,9 @@ expect_err --noise-multiplier $mnist --noise-multiplier -1
 expect_err --target-epsilon $mnist --target-epsilon 0
 expect_err --conversion $mnist --noise-multiplier 1.1 --conversion exact
 expect_err --dataset-size $mnist --noise-multiplier 1.1 --dataset-size abc
+expect_err --dim $mnist --noise-multiplier 1.1 --secure-clients 100
+expect_err --secure-clients $mnist --noise-multiplier 1.1 --dim 1000
+expect_err --bits $ddp --noise-multiplier 1.1 --bits 60
 echo "cli_privacy: ok"
 exit 0
 
