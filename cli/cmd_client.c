@@ -35,7 +35,7 @@ int cmd_client(int argc, char **argv) {
         {"insecure-plaintext", ARG_FLAG, &o.insecure_plaintext, "allow http:// to a loopback server (tests)", NO_RANGE, NULL},
         {"quiet", ARG_FLAG, &o.quiet, "no progress lines", NO_RANGE, NULL},
         {"min-noise-multiplier", ARG_FLOAT, &o.min_noise_multiplier,
-         "refuse rounds without privacy.mode distributed at this noise multiplier or more (default 0 = trust the "
+         "refuse rounds without privacy.mode distributed or distributed-dp-sgd at this noise multiplier or more (default 0 = trust the "
          "coordinator)", 0, 1e6, NULL},
         {"peer-keys", ARG_STRING, &peer_keys,
          "the federation's enrolled public keys (\"ID HEX\" lines, from its operator: `federate enroll --export`); "

@@ -99,6 +99,55 @@ static void encoding(void) {
     free(x); free(xg); free(g); free(a); free(b);
 }
 
+/* A client with fewer records than the batch size: its gradient-only step still
+ * divides by B, so one record moves it by at most C / B (the unit the secure round
+ * scales by), not C / n_k. */
+static void small_client(void) {
+    fed_model *m;
+    fed_model_opts mo;
+    fed_model_opts_default(&mo);
+    mo.hidden[0] = 16, mo.n_hidden = 1;
+    CHECK_OK(fed_model_create(&m, "mlp", &mo));
+    enum { NREC = 3 };
+    fed_dataset d = {.n = NREC, .c = 1, .h = 28, .w = 28, .num_classes = 10};
+    d.x = malloc((size_t)NREC * 784 * sizeof(float));
+    d.y = malloc(NREC * sizeof(int32_t));
+    fed_rng r;
+    fed_rng_init(&r, 2, 0, 0, FED_RNG_USER);
+    for (int i = 0; i < NREC * 784; i++) d.x[i] = (float)fed_rng_uniform(&r);
+    for (int i = 0; i < NREC; i++) d.y[i] = i;
+    fed_optim_cfg oc;
+    fed_optim_cfg_default(&oc, FED_OPTIM_SGD);
+    fed_optim *opt;
+    size_t np = fed_model_num_params(m);
+    CHECK_OK(fed_optim_new(&opt, &oc, np));
+    fed_train_opts o;
+    fed_train_opts_default(&o);
+    o.batch_size = 20;
+    o.max_steps = 1;
+    o.lr = 0.1f;
+    o.dp_clip = 1.0f;
+    o.dp_grad_only = 1;
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, fed_model_params(m), np * sizeof(float));
+    fed_train_stats st;
+    CHECK_OK(fed_train(m, opt, &d, NULL, 0, &o, &st));
+    CHECK_EQ_INT((int)st.steps, 1);
+    CHECK_EQ_INT((int)st.examples, NREC);   /* q = 1: every record is in */
+    CHECK(memcmp(before, fed_model_params(m), np * sizeof(float)) == 0);   /* parameters left alone */
+    double n2 = 0;
+    const float *g = fed_model_grads(m);
+    for (size_t i = 0; i < np; i++) n2 += (double)g[i] * g[i];
+    printf("3 records, batch 20: gradient norm %.4f (at most 3 x 1 / 20 = 0.15)\n", sqrt(n2));
+    CHECK(sqrt(n2) <= NREC * 1.0 / 20 * (1 + 1e-5));
+    CHECK(sqrt(n2) > 0.05);   /* the records did contribute */
+    free(before);
+    fed_optim_free(opt);
+    fed_model_free(m);
+    free(d.x);
+    free(d.y);
+}
+
 static char dir[256];
 
 static void base(fed_config *c) {
@@ -287,7 +336,65 @@ static void runs(void) {
     free(rm);
     fed_run_result_free(&r);
 
+    /* 6 of 10 clients a round, some dropping out during secure aggregation: each
+     * client is charged only for the rounds that released its input, with as many
+     * shares as survived (the noise is sized for 5; a round left with fewer releases
+     * nothing and charges nobody) */
+    base(&c);
+    c.num_clients = 10;
+    c.clients_per_round = 6;
+    c.sa_dropout = 0.2;      /* noise sized for 5 */
+    c.sa_stage_dropout = 0.02;
+    c.num_rounds = 8;
+    char db[300];
+    snprintf(db, sizeof db, "%s/partial.db", dir);
+    fed_store *st;
+    CHECK_OK(fed_store_open(&st, db));
+    fed_run_opts po = {0};
+    po.store = st;
+    CHECK_OK(fed_run(&c, &po, &r));
+    CHECK_OK(fed_store_get_rounds(st, r.run_id, &rm, &nr));
+    CHECK_EQ_INT(nr, 8);
+    CHECK_OK(fed_federation_build(&c, &fed));
+    s2 = 1.0 * 32768.0 * 32768.0 / 5;
+    for (int k = 0; k < 10; k++) CHECK_OK(fed_rdp_new(&acc[k], NULL, 0));
+    int charged_rounds = 0, partial = 0;
+    double worst = 0;
+    for (int i = 0; i < nr; i++) {
+        fed_client_metrics *cm;
+        int ncm;
+        CHECK_OK(fed_store_get_clients(st, r.run_id, rm[i].round, &cm, &ncm));
+        CHECK_EQ_INT(ncm, 6);
+        int m = 0;
+        for (int j = 0; j < ncm; j++) m += !cm[j].dropped;
+        CHECK_EQ_INT(m, rm[i].finished);
+        partial += m > 0 && m < 6;
+        charged_rounds += m > 0;
+        for (int j = 0; j < ncm && m > 0; j++) {
+            if (cm[j].dropped) continue;
+            int k = cm[j].client;
+            double e;
+            CHECK_OK(fed_rdp_compose_subsampled_ddgauss(acc[k], 20.0 / (double)fed.part.train_n[k], l2, s2, m,
+                                                        (double)dim, 1));
+            CHECK_OK(fed_rdp_epsilon(acc[k], c.dp_delta, FED_RDP_CONVERSION_IMPROVED, &e, NULL));
+            if (e > worst) worst = e;
+        }
+        printf("partial round %d: %d of 6 released, epsilon %.6f (stored %.6f)\n", rm[i].round, m, worst,
+               rm[i].epsilon);
+        CHECK_CLOSE(rm[i].epsilon, worst, 1e-9, 0);
+        free(cm);
+    }
+    CHECK(charged_rounds > 0 && partial > 0);   /* the drop-outs happened and were charged right */
+    for (int k = 0; k < 10; k++) fed_rdp_free(acc[k]);
+    fed_federation_free(&fed);
+    free(rm);
+    fed_run_result_free(&r);
+    fed_store_close(st);
+
     /* refused configurations, each with its reason */
+    base(&c);
+    snprintf(c.compression, sizeof c.compression, "topk:0.1");
+    refused(&c, FED_EINVAL, "compression");
     base(&c);
     c.sa_enabled = 0;
     refused(&c, FED_EINVAL, "secure_aggregation.enabled");
@@ -307,7 +414,7 @@ static void runs(void) {
     base(&c);
     c.sa_bits = 52;   /* 10 clients of 3000 records of 52 bits overflow 64 */
     c.dp_noise_multiplier = 0;
-    refused(&c, FED_ERANGE, "overflow");
+    refused(&c, FED_ERANGE, "64-bit ring");
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -316,6 +423,7 @@ static void runs(void) {
 
 int main(void) {
     encoding();
+    small_client();
     runs();
     TEST_PASS("fl_ddp_sgd");
 }

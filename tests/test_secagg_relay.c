@@ -7,7 +7,11 @@
  * privacy.mode distributed: the clients' noised shares give the noised mean, a
  * client refuses a noise multiplier below its floor, too few survivors after
  * the masked inputs fail the round before unmasking, and malformed setups are
- * refused by the client. secure_aggregation.consistency_check: five stages, the
+ * refused by the client. privacy.mode distributed-dp-sgd: record sums rounded and
+ * noised by the clients give the noised mean; a client whose records are larger than
+ * the announced bound, or whose task does not match the announced mode, refuses; the
+ * relay refuses clients that trained at different rates.
+ * secure_aggregation.consistency_check: five stages, the
  * server's keys from the coordinator's key source and each client's from its own
  * pinned file; a client killed at the check stage leaves its input in the sum, a
  * client whose pinned key for a peer is wrong refuses before sharing anything,
@@ -37,6 +41,7 @@ typedef struct cl {
     float delta[D];
     long weight;
     double min_noise;           /* --min-noise-multiplier */
+    double record_unit;         /* distributed-dp-sgd: one record's bound lr C / B (0: not a record step) */
     const fed_secagg_daemon_keys *keys; /* --key and --peer-keys (NULL: none) */
     uint8_t *resp;
     size_t resp_len;
@@ -65,7 +70,8 @@ static int call(void *ctx, const char *method, const char *path, int64_t run, in
 
 static void *client_main(void *p) {
     cl *c = p;
-    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, c->min_noise, c->keys, 1);
+    c->rc = fed_secagg_daemon_round(call, c, c->client, c->run, c->round, c->delta, D, c->weight, 1, 20, c->min_noise,
+                                    c->record_unit, c->keys, 1);
     if (c->rc) snprintf(c->err, sizeof c->err, "%s", fed_last_error());
     return NULL;
 }
@@ -321,6 +327,57 @@ int main(void) {
     for (int i = 0; i < 6; i++) free(c[i].resp);
     fed_secagg_relay_free(relay);
 
+    /* privacy.mode distributed-dp-sgd: batch 4, clip 1, lr 0.5, so one record moves an
+     * input by 0.125; each input is 3 records of that norm, far beyond one clip as a
+     * whole. The noise (z 0.01) is split among 5 shares again */
+    fed_config rc7 = dc;
+    snprintf(rc7.dp_mode, sizeof rc7.dp_mode, "distributed-dp-sgd");
+    rc7.batch_size = 4;
+    rc7.dp_clip = 1;
+    CHECK_OK(fed_secagg_relay_new(&relay, &rc7, 1.0, 1, &stop));
+    for (int i = 0; i < 6; i++) {
+        c[i] = (cl){.relay = relay, .client = i, .round = 7, .run = 7, .die_stage = -1, .cut_stage = -1,
+                    .weight = 30, .record_unit = 0.125, .delta = {0}};
+        for (int rec = 0; rec < 3; rec++) {
+            double g[D], n2 = 0;
+            for (int j = 0; j < D; j++) g[j] = fed_rng_normal(&r), n2 += g[j] * g[j];
+            for (int j = 0; j < D; j++) c[i].delta[j] += (float)(0.125 * g[j] / sqrt(n2));
+        }
+        res[i] = (fed_result){.client = i, .status = FED_RESULT_OK, .num_examples = 30, .lr = 0.5f,
+                              .delta = c[i].delta};
+    }
+    c[5].record_unit = 0.2;   /* its records are larger than the announced bound: it stays out */
+    drv d7 = {relay, 7, 6, res, mean, {0}, 0, {0}};
+    pthread_create(&dt, NULL, driver_main, &d7);
+    for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, client_main, &c[i]);
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL);
+    pthread_join(dt, NULL);
+    CHECK_OK(d7.rc);
+    for (int i = 0; i < 5; i++) CHECK_OK(c[i].rc);
+    CHECK(c[5].rc == FED_ERANGE && strstr(c[5].err, "records of norm 0.125"));
+    CHECK(d7.rep.survivors == 5);
+    se = 0;
+    double whole = 0;
+    for (int j = 0; j < D; j++) {
+        double want = 0;
+        for (int i = 0; i < 5; i++) want += c[i].delta[j] / 5.0;
+        se += (want - (double)mean[j]) * (want - (double)mean[j]);
+        whole += (double)c[0].delta[j] * c[0].delta[j];
+    }
+    rms = sqrt(se / D);
+    sd = 0.01 * 0.125 / 5;   /* z times one record's bound, over 5 */
+    printf("record level: input norm %.3f (3 records of 0.125), noise rms %.3g (sd %.3g)\n", sqrt(whole), rms, sd);
+    CHECK(sqrt(whole) > 0.2);   /* not clipped to one record */
+    CHECK(rms > 0.7 * sd && rms < 1.3 * sd);
+    /* round 8: one client trained at another rate; the relay refuses the round */
+    for (int i = 0; i < 6; i++) res[i].status = FED_RESULT_OK;
+    res[2].lr = 0.25f;
+    drv d8 = {relay, 8, 6, res, mean, {0}, 0, {0}};
+    driver_main(&d8);
+    CHECK(d8.rc == FED_EINVAL && strstr(d8.err, "learning rates"));
+    for (int i = 0; i < 6; i++) free(c[i].resp);
+    fed_secagg_relay_free(relay);
+
     /* a coordinator announcing something malformed or unacceptable: the client says what */
     const char *base = "{\"run_id\":7,\"round\":1,\"n\":3,\"degree\":-1,\"threshold\":2,\"ring_bits\":40,\"graph_seed\":"
                        "\"0000000000000000000000000000000000000000000000000000000000000000\",\"clip\":1,\"bits\":16,"
@@ -347,11 +404,38 @@ int main(void) {
         char js[1024];
         snprintf(js, sizeof js, "%s%s", base, bad[b].extra);
         fake f = {js, 0};
-        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, bad[b].floor, NULL, 1);
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, bad[b].floor, 0, NULL, 1);
         if (rc != bad[b].want || !strstr(fed_last_error(), bad[b].says))
             fprintf(stderr, "setup %zu: %d %s\n", b, rc, fed_last_error());
         CHECK(rc == bad[b].want && strstr(fed_last_error(), bad[b].says));
         CHECK(f.posts == 0); /* refused before its first message */
+    }
+
+    /* record level: the announced mode must match the client's task, and its bounds
+     * must cover the client's records */
+    struct { const char *extra; double unit; long examples; int want; const char *says; } rbad[] = {
+        {",\"mode\":\"distributed-dp-sgd\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300,"
+         "\"max_records\":50}", 0, 10, FED_EFORMAT, "not a record-level DP-SGD step"},
+        {",\"mode\":\"distributed\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300}", 0.1, 10,
+         FED_EFORMAT, "user-level"},
+        {"}", 0.1, 10, FED_EFORMAT, "without distributed DP"},
+        {",\"mode\":\"distributed-dp-sgd\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300}",
+         0.1, 10, FED_EFORMAT, "max_records"},
+        {",\"mode\":\"distributed-dp-sgd\",\"ddp_clip\":0.05,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300,"
+         "\"max_records\":50}", 0.1, 10, FED_ERANGE, "records of norm 0.05"},
+        {",\"mode\":\"distributed-dp-sgd\",\"ddp_clip\":1,\"noise_multiplier\":1,\"min_survivors\":2,\"dim\":300,"
+         "\"max_records\":5}", 0.1, 10, FED_ERANGE, "ring holds 5 records"},
+    };
+    for (size_t b = 0; b < sizeof rbad / sizeof rbad[0]; b++) {
+        char js[1024];
+        snprintf(js, sizeof js, "%s%s", base, rbad[b].extra);
+        fake f = {js, 0};
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, rbad[b].examples, 1, 5, 0, rbad[b].unit,
+                                         NULL, 1);
+        if (rc != rbad[b].want || !strstr(fed_last_error(), rbad[b].says))
+            fprintf(stderr, "record setup %zu: %d %s\n", b, rc, fed_last_error());
+        CHECK(rc == rbad[b].want && strstr(fed_last_error(), rbad[b].says));
+        CHECK(f.posts == 0);
     }
 
     /* ---- the consistency check ---- */
@@ -467,7 +551,7 @@ int main(void) {
         char js[1024];
         snprintf(js, sizeof js, "%s%s", cbase, cbad[b].extra);
         fake f = {js, 0};
-        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, 0, cbad[b].keys, 1);
+        int rc = fed_secagg_daemon_round(fake_call, &f, 0, 7, 1, c[0].delta, D, 10, 1, 5, 0, 0, cbad[b].keys, 1);
         if (rc != cbad[b].want || !strstr(fed_last_error(), cbad[b].says))
             fprintf(stderr, "consistency setup %zu: %d %s\n", b, rc, fed_last_error());
         CHECK(rc == cbad[b].want && strstr(fed_last_error(), cbad[b].says));

@@ -145,7 +145,8 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
         /* the step's gradient is the clipped sum / B: the update -lr g is exactly
          * linear in it (no optimizer state, no parameter rounding) */
         const float *g = fed_model_grads(m);
-        for (size_t i = 0; i < n; i++) res->delta[i] = -ins->lr * g[i];
+        if (st.steps == 0) memset(res->delta, 0, n * sizeof(float));   /* no records: no step, no stale gradient */
+        else for (size_t i = 0; i < n; i++) res->delta[i] = -ins->lr * g[i];
     } else {
         fed_vec_sub(res->delta, fed_model_params(m), global, n);
     }

@@ -301,8 +301,9 @@ int fed_run(const fed_config *cfg_in, const fed_run_opts *opts, fed_run_result *
     if (S.priv && S.nb && fed_privacy_mode(S.priv) != FED_PRIVACY_DPSGD) {
         /* BatchNorm statistics would leave the clients un-noised */
         rc = fed_error(FED_EUNSUPPORTED, "privacy.mode %s: model %s has BatchNorm statistics that would be shared "
-                                         "without noise; use a model without BatchNorm (mlp, cnn, or resnet with norm: group)",
-                       cfg->dp_mode, cfg->model);
+                                         "without noise; use a model without BatchNorm (mlp, cnn, cnn-dp%s)",
+                       cfg->dp_mode, cfg->model,
+                       fed_privacy_mode(S.priv) == FED_PRIVACY_DISTRIBUTED_DPSGD ? "" : ", or resnet with norm: group");
         goto done;
     }
     if ((fed_privacy_mode(S.priv) == FED_PRIVACY_DPSGD || fed_privacy_mode(S.priv) == FED_PRIVACY_DISTRIBUTED_DPSGD) &&

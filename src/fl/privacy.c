@@ -240,6 +240,13 @@ int fed_privacy_new(fed_privacy **out, const fed_config *cfg, const fed_federati
         if (cfg->adapt_to_capability)
             return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd runs one DP-SGD step per client and "
                                          "round at the round's learning rate; unset adapt_to_capability");
+        /* the input must be linear in the sampled records: a lossy codec could turn one
+         * record into more than its clip, and error feedback would carry it into rounds
+         * that did not sample it */
+        if (cfg->compression[0] && strcmp(cfg->compression, "none"))
+            return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd does not work with compression '%s' (it "
+                                         "would act on the update before masking, and a record's share of it is "
+                                         "what the noise is sized for); remove compression", cfg->compression);
     }
     fed_privacy *p = calloc(1, sizeof *p);
     if (!p) return fed_error(FED_ENOMEM, "privacy: out of memory");

@@ -545,15 +545,18 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
     task.ins.update_clip = (float)json_number_value(json_object_get(t, "update_clip"));
     task.ins.local_noise = (float)json_number_value(json_object_get(t, "local_noise"));
     task.ins.secure_noise = json_is_true(json_object_get(t, "secure_noise"));
+    task.ins.dpsgd_sum = json_is_true(json_object_get(t, "dpsgd_sum"));
     if (task.ins.local_epochs < 1 || task.ins.batch_size < 1 || !(task.ins.lr > 0))
         return fed_error(FED_EFORMAT, "task for round %d has bad local_epochs/batch_size/lr", round);
     /* --min-noise-multiplier: the update leaves this client only with the distributed
      * DP share it adds itself. Checked here, before training that would be wasted, and
      * again on the secure aggregation setup, where the noise is actually sized. */
     double floor_z = d->o->min_noise_multiplier;
-    if (floor_z > 0 && (!d->cfg.sa_enabled || strcmp(d->cfg.dp_mode, "distributed")))
+    if (floor_z > 0 && (!d->cfg.sa_enabled ||
+                        (strcmp(d->cfg.dp_mode, "distributed") && strcmp(d->cfg.dp_mode, "distributed-dp-sgd"))))
         return fed_error(FED_ERANGE, "refused: the run has privacy.mode %s%s, and this client's "
-                                     "--min-noise-multiplier %g needs privacy.mode distributed under secure aggregation",
+                                     "--min-noise-multiplier %g needs privacy.mode distributed or distributed-dp-sgd "
+                                     "under secure aggregation",
                          d->cfg.dp_mode, d->cfg.sa_enabled ? "" : " without secure aggregation", floor_z);
     if (floor_z > 0 && d->cfg.dp_noise_multiplier < floor_z)
         return fed_error(FED_ERANGE, "refused: the run's privacy.noise_multiplier %g is below this client's "
@@ -638,8 +641,11 @@ static int do_fit(daemon_s *d, json_t *t, int64_t run, int round, buf *b, hdrs *
         double wait = (json_is_number(dl) ? json_number_value(dl) : 60.0) * 4 + 2.0 * d->long_poll + 60;
         sa_ctx sc = {d, b, h};
         fed_secagg_daemon_keys keys = {d->sk, d->peers, d->o->require_consistency};
+        /* record level: what one of this client's records can move its input by, which
+         * the announced mechanism must cover */
+        double unit = task.ins.dpsgd_sum ? (double)task.ins.lr * task.ins.dpsgd_clip / task.ins.batch_size : 0;
         rc = fed_secagg_daemon_round(sa_call, &sc, d->o->id, run, round, res.delta, d->n, res.num_examples, d->long_poll,
-                                     wait, d->o->min_noise_multiplier, &keys, d->o->quiet);
+                                     wait, d->o->min_noise_multiplier, unit, &keys, d->o->quiet);
         /* not remembered as a failed task: a restarted coordinator hands it out again */
         if (rc) say(d, "round %d: secure aggregation: %s", round, fed_last_error());
     }

@@ -436,9 +436,10 @@ static json_t *task_json(fed_coordinator *co, int slot) {
                           "scaffold", t->ins.scaffold, "want_loss_before", t->ins.want_loss_before, "deadline_s",
                           left > 0 ? left : 0.0);
     /* differential privacy instructions (floats sent as doubles: exact) */
-    json_t *dp = json_pack("{s:f, s:f, s:f, s:f, s:b}", "dpsgd_clip", (double)t->ins.dpsgd_clip, "dpsgd_noise",
+    json_t *dp = json_pack("{s:f, s:f, s:f, s:f, s:b, s:b}", "dpsgd_clip", (double)t->ins.dpsgd_clip, "dpsgd_noise",
                            (double)t->ins.dpsgd_noise, "update_clip", (double)t->ins.update_clip, "local_noise",
-                           (double)t->ins.local_noise, "secure_noise", t->ins.secure_noise);
+                           (double)t->ins.local_noise, "secure_noise", t->ins.secure_noise, "dpsgd_sum",
+                           t->ins.dpsgd_sum);
     if (j && dp) json_object_update(j, dp);
     json_decref(dp);
     return j;
@@ -759,6 +760,14 @@ static enum MHD_Result h_result(struct MHD_Connection *c, fed_coordinator *co, c
     if (!rc && want_lb && isnan(lb)) {
         rc = FED_EINVAL;
         snprintf(msg, sizeof msg, "metadata loss_before is required by this round's task");
+        reason = R_MALFORMED_BODY;
+    }
+    if (!rc && co->tasks[slot].ins.dpsgd_sum && (float)lr != co->tasks[slot].ins.lr) {
+        /* distributed-dp-sgd: the secure round reads every input in units of the
+         * task's lr C / B */
+        rc = FED_EINVAL;
+        snprintf(msg, sizeof msg, "metadata lr %g is not the task's %g (privacy.mode distributed-dp-sgd)", lr,
+                 (double)co->tasks[slot].ins.lr);
         reason = R_MALFORMED_BODY;
     }
     double norm = rc ? 0 : fed_vec_norm2(r->delta, co->n);
@@ -1403,10 +1412,6 @@ int fed_coordinator_start(fed_coordinator **out, const fed_config *cfg, const fe
     if (rc) return rc;
     if (cfg->dropout_probability > 0)
         return fed_error(FED_EINVAL, "dropout_probability is a simulation setting; a deployment's clients drop out by themselves");
-    if (!strcmp(cfg->dp_mode, "distributed-dp-sgd"))
-        return fed_error(FED_EUNSUPPORTED, "privacy.mode distributed-dp-sgd runs in simulation (federate run) only; "
-                                           "the client daemons do not take its one-step record-level round yet "
-                                           "(use privacy.mode distributed or dp-sgd)");
     /* Besides the receive buffers (rx_take), an upload's parsed copy and a
      * decompressed body are megabytes each, many per round: glibc would map
      * them fresh or hand their pages back when freed, and every upload paid a

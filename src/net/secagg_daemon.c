@@ -94,21 +94,23 @@ static int jnum(json_t *j, const char *key, double *v) {
     return 0;
 }
 
-/* privacy.mode distributed as the coordinator announces it (absent "mode": plain
- * secure aggregation). */
+/* privacy.mode distributed or distributed-dp-sgd as the coordinator announces it
+ * (absent "mode": plain secure aggregation). */
 typedef struct ddp_setup {
     int on;
-    double clip, z;
+    double clip, z;               /* record level: clip is one record's bound lr C / B */
     long min_survivors, dim;
+    long records;                 /* distributed-dp-sgd: max_records; 0: user level */
 } ddp_setup;
 
 static int parse_ddp(json_t *j, long n, ddp_setup *dd) {
     memset(dd, 0, sizeof *dd);
     json_t *mode = json_object_get(j, "mode");
     if (!mode) return 0;
-    if (!json_is_string(mode) || strcmp(json_string_value(mode), "distributed"))
-        return fed_error(FED_EFORMAT, "secure aggregation setup: \"mode\" must be \"distributed\" (or absent for plain "
-                                      "secure aggregation)");
+    int records = json_is_string(mode) && !strcmp(json_string_value(mode), "distributed-dp-sgd");
+    if (!json_is_string(mode) || (strcmp(json_string_value(mode), "distributed") && !records))
+        return fed_error(FED_EFORMAT, "secure aggregation setup: \"mode\" must be \"distributed\" or "
+                                      "\"distributed-dp-sgd\" (or absent for plain secure aggregation)");
     json_t *z = json_object_get(j, "noise_multiplier");
     if (!json_is_number(z) || !isfinite(json_number_value(z)) || json_number_value(z) < 0)
         return fed_error(FED_EFORMAT, "secure aggregation setup: \"noise_multiplier\" must be a number >= 0");
@@ -120,6 +122,7 @@ static int parse_ddp(json_t *j, long n, ddp_setup *dd) {
     if ((rc = jnum(j, "ddp_clip", &dd->clip)) || (rc = jint(j, "min_survivors", 1, n, &dd->min_survivors)) ||
         (rc = jint(j, "dim", 1, 1L << 40, &dd->dim)))
         return rc;
+    if (records && (rc = jint(j, "max_records", 1, 1L << 40, &dd->records))) return rc;
     dd->on = 1;
     return 0;
 }
@@ -254,11 +257,26 @@ static int parse_setup(const uint8_t *p, size_t len, int64_t run, int round, fed
 /* Builds this client's noise share mechanism from the announced parameters, after
  * checking them against what this client holds and accepts. */
 static int ddp_mechanism(const ddp_setup *dd, const fed_secagg_cfg *pc, const fed_secagg_enc *enc, size_t n,
-                         int round, double min_noise, fed_secagg_ddp *dp) {
+                         int round, double min_noise, double record_unit, long num_examples, fed_secagg_ddp *dp) {
     char why[512];
     if ((size_t)dd->dim != n)
         return fed_error(FED_ESHAPE, "secure aggregation setup: distributed DP for updates of %ld coordinates, this "
                                      "client's model has %zu", dd->dim, n);
+    /* record level: this client's input is a sum of records, each moving it by at most
+     * record_unit; the announced mechanism must be sized for that, or the noise would
+     * protect a smaller record than this client's */
+    if ((dd->records > 0) != (record_unit > 0))
+        return fed_error(FED_EFORMAT, "secure aggregation setup: the coordinator announces %s distributed DP, and "
+                                      "this client's task was %s; not taking part",
+                         dd->records ? "record-level" : "user-level",
+                         record_unit > 0 ? "a record-level DP-SGD step" : "not a record-level DP-SGD step");
+    if (dd->records > 0 && !(dd->clip >= record_unit * (1 - 1e-12)))
+        return fed_error(FED_ERANGE, "secure aggregation setup: the coordinator sizes the noise for records of "
+                                     "norm %g, and one of this client's records moves its input by up to %g (its "
+                                     "task's lr x clip / batch size); not taking part", dd->clip, record_unit);
+    if (dd->records > 0 && num_examples > dd->records)
+        return fed_error(FED_ERANGE, "secure aggregation setup: the ring holds %ld records per client, this client "
+                                     "has %ld; not taking part", dd->records, num_examples);
     if (dd->z < min_noise)
         return fed_error(FED_ERANGE, "secure aggregation: the coordinator announces distributed DP with noise "
                                      "multiplier %g, below this client's --min-noise-multiplier %g; not taking part",
@@ -267,8 +285,10 @@ static int ddp_mechanism(const ddp_setup *dd, const fed_secagg_cfg *pc, const fe
      * noise source, and a fresh seed for the rounding stream */
     uint64_t seed;
     fed_crypto_random(&seed, sizeof seed);
-    int rc = fed_secagg_ddp_init(dp, dd->clip, enc->bits, dd->z, n, (int)dd->min_survivors, FED_DP_NOISE_SECURE, seed,
-                                 (uint64_t)round);
+    int rc = dd->records > 0 ? fed_secagg_ddp_init_records(dp, dd->clip, enc->bits, dd->z, n, (int)dd->min_survivors,
+                                                           dd->records, FED_DP_NOISE_SECURE, seed, (uint64_t)round)
+                             : fed_secagg_ddp_init(dp, dd->clip, enc->bits, dd->z, n, (int)dd->min_survivors,
+                                                   FED_DP_NOISE_SECURE, seed, (uint64_t)round);
     fed_crypto_wipe(&seed, sizeof seed);
     if (rc) {
         snprintf(why, sizeof why, "%s", fed_last_error());
@@ -314,7 +334,7 @@ static int pinned_table(const fed_secagg_daemon_keys *keys, int client, uint32_t
 
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
                             size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise,
-                            const fed_secagg_daemon_keys *keys, int quiet) {
+                            double record_unit, const fed_secagg_daemon_keys *keys, int quiet) {
     const uint8_t *resp = NULL;
     size_t rl = 0;
     fed_secagg_client *sc = NULL;
@@ -353,7 +373,12 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
         goto out;
     }
     if (dd.on) {
-        if ((rc = ddp_mechanism(&dd, &pc, &enc, n, round, min_noise, &dp))) goto out;
+        if ((rc = ddp_mechanism(&dd, &pc, &enc, n, round, min_noise, record_unit, num_examples, &dp))) goto out;
+    } else if (record_unit > 0) {
+        /* a record-level step carries no noise of its own: the protocol must add it */
+        rc = fed_error(FED_EFORMAT, "secure aggregation: the coordinator runs it without distributed DP, and this "
+                                    "client's task was a record-level DP-SGD step without noise; not taking part");
+        goto out;
     } else if (min_noise > 0) {
         /* this client's floor holds for every round: plain secure aggregation adds no noise */
         rc = fed_error(FED_ERANGE, "secure aggregation: the coordinator runs it without distributed DP, and this "
@@ -418,8 +443,9 @@ int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int6
     if (!rc && !quiet) {
         if (dd.on)
             fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d), with a "
-                            "distributed DP noise share (noise multiplier %g over %ld shares)%s\n",
-                    client, round, id, pc.n, dd.z, dd.min_survivors, pc.consistency ? ", consistency check passed" : "");
+                            "%sdistributed DP noise share (noise multiplier %g over %ld shares)%s\n",
+                    client, round, id, pc.n, dd.records ? "record-level " : "", dd.z, dd.min_survivors,
+                    pc.consistency ? ", consistency check passed" : "");
         else
             fprintf(stderr, "federate client %d: round %d: secure aggregation done (protocol id %u of %d)%s\n", client,
                     round, id, pc.n, pc.consistency ? ", consistency check passed" : "");

@@ -69,10 +69,14 @@ typedef struct fed_secagg_daemon_keys {
  * coordinator announces privacy.mode distributed, the update goes in clipped,
  * rounded and with this client's discrete Gaussian noise share (equal weights);
  * min_noise > 0 refuses a round announced with a lower noise multiplier, or
- * without distributed DP (0: trust the coordinator). 0 when this client's part is
+ * without distributed DP (0: trust the coordinator). record_unit > 0: delta is one
+ * record-level DP-SGD step (privacy.mode distributed-dp-sgd) in which one record moves
+ * it by at most record_unit; the client takes part only in a record-level round whose
+ * announced bound covers that and whose max_records covers num_examples (0: it
+ * refuses record-level rounds). 0 when this client's part is
  * done (or it was not included); an error when it dropped out or refused. */
 int fed_secagg_daemon_round(fed_secagg_call_fn call, void *ctx, int client, int64_t run, int round, const float *delta,
                             size_t n, long num_examples, int long_poll_s, double wait_s, double min_noise,
-                            const fed_secagg_daemon_keys *keys, int quiet);
+                            double record_unit, const fed_secagg_daemon_keys *keys, int quiet);
 
 #endif

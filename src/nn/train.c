@@ -43,7 +43,10 @@ static int train_dp(fed_model *m, fed_optim *opt, const fed_dataset *d, const ui
     fed_model_set_rng(m, o->seed, o->round, o->client);
     fed_model_set_training(m, 1);
     double std = (double)o->dp_noise_multiplier * o->dp_clip;
-    float inv_expected = (float)(1.0 / (q * (double)n));
+    /* the expected batch q n, which is n when B > n; a gradient-only step divides by
+     * B itself, so one record moves it by C / B however few records there are (its
+     * caller's sensitivity unit) */
+    float inv_expected = (float)(1.0 / (o->dp_grad_only ? (double)o->batch_size : q * (double)n));
     for (; steps < total; steps++) {
         size_t b = 0;
         for (size_t i = 0; i < n; i++) {

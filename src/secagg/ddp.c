@@ -66,6 +66,9 @@ int fed_secagg_ddp_init_records(fed_secagg_ddp *p, double clip, int bits, double
     if (max_records < 1)
         return fed_error(FED_EINVAL, "distributed DP: record level needs at least one record per client (got %ld)",
                          max_records);
+    if (!(ldexp((double)max_records, bits - 1) < 0x1p62))
+        return fed_error(FED_ERANGE, "distributed DP: %ld records of 2^%d steps each do not fit a 64-bit ring; lower "
+                                     "secure_aggregation.bits", max_records, bits - 1);
     p->records = max_records;
     double s = ldexp(1.0, bits - 1) + sqrt((double)dim);
     p->l2_bound2 = s * s;
