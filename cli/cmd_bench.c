@@ -9,7 +9,7 @@ static const char *const norms[] = {"batch", "group", NULL};
 
 static int bench_train(int argc, char **argv) {
     const char *model_name = "cnn", *hidden = NULL, *norm = "batch";
-    int batch = 10, threads = 1, steps = 300, profile = 0, dp = 0;
+    int batch = 10, threads = 1, steps = 300, profile = 0, dp = 0, im2col = 0, unfused = 0;
     double clip = 1.0, noise_mult = 1.0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model_name, "model from the zoo (default cnn)", NO_RANGE, NULL},
@@ -19,6 +19,9 @@ static int bench_train(int argc, char **argv) {
         {"threads", ARG_INT, &threads, "threads splitting each batch (default 1)", 1, 64, NULL},
         {"steps", ARG_INT, &steps, "timed steps (default 300)", 1, 1 << 30, NULL},
         {"profile", ARG_FLAG, &profile, "print time per layer", NO_RANGE, NULL},
+        {"im2col", ARG_FLAG, &im2col, "5x5 convolutions by im2col + GEMM instead of Winograd F(2x2, 5x5)", NO_RANGE,
+         NULL},
+        {"unfused", ARG_FLAG, &unfused, "write every gradient, then step (not fed_model_sgd_step)", NO_RANGE, NULL},
         {"dp", ARG_FLAG, &dp, "DP-SGD steps: per-example clipping and Gaussian noise", NO_RANGE, NULL},
         {"clip", ARG_FLOAT, &clip, "DP-SGD per-example clip norm (default 1)", 1e-9, 1e9,
          NULL},
@@ -44,6 +47,7 @@ static int bench_train(int argc, char **argv) {
     for (int i = 0; i < batch; i++) y[i] = (int32_t)fed_rng_below(&r, 10);
     if ((rc = fed_pool_new(&pool, threads))) { cli_fail("bench train", "cannot start threads", rc); goto out; }
     fed_model_set_pool(m, threads > 1 ? pool : NULL);
+    if (im2col) fed_model_set_winograd(m, 0);
     fed_optim_cfg oc;
     fed_optim_cfg_default(&oc, FED_OPTIM_SGD);
     if ((rc = fed_optim_new(&opt, &oc, fed_model_num_params(m)))) { cli_fail("bench train", "optimizer", rc); goto out; }
@@ -67,11 +71,18 @@ static int bench_train(int argc, char **argv) {
                 goto out;
             }
             fed_vec_scale(fed_model_grads(m), 1.0f / (float)batch, fed_model_num_params(m));
-        } else if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) {
+            fed_optim_step_pool(opt, fed_model_params(m), fed_model_grads(m), 0.01f, fed_model_pool(m));
+        } else if (unfused) {
+            if ((rc = fed_model_loss_grad(m, x, y, batch, &loss, NULL))) {
+                cli_fail("bench train", "step", rc);
+                goto out;
+            }
+            fed_optim_step_pool(opt, fed_model_params(m), fed_model_grads(m), 0.01f, fed_model_pool(m));
+        } else if ((rc = fed_model_sgd_step(m, x, y, batch, 0.01f, &loss, NULL))) {
+            /* plain SGD as fed_train runs it: the linear layers step inside backward */
             cli_fail("bench train", "step", rc);
             goto out;
         }
-        fed_optim_step_pool(opt, fed_model_params(m), fed_model_grads(m), 0.01f, fed_model_pool(m));
     }
     double dt = cli_now() - t0;
     double sps = (double)steps * batch / dt;

@@ -119,6 +119,18 @@ static fed_model *g_conv5(void) {  /* the cnn's 5x5 same-padding geometry, small
     CHECK_OK(nn_model_end(m));
     return m;
 }
+static fed_model *g_winograd(void) {  /* 5x5 same with >= 8 channels: Winograd F(2x2, 5x5); odd 5x7 edges */
+    fed_model *m = nn_model_begin("t", 2, 5, 7, 3);
+    int s = nn_add_conv(m, "c1", 0, 8, 3, 1, 1, 1);
+    s = nn_add_conv(m, "c2", s, 9, 5, 1, 2, 1);   /* its input gradient flows into c1 */
+    s = nn_add_conv(m, "c3", s, 8, 5, 1, 2, 0);
+    s = nn_add_act(m, L_TANH, s);
+    s = nn_add_flatten(m, s);
+    nn_add_linear(m, "fc", s, 3, 1);
+    CHECK_OK(nn_model_end(m));
+    CHECK(nn_wino_eligible(&m->layers[1]) && nn_wino_eligible(&m->layers[2]));
+    return m;
+}
 static fed_model *g_pointwise(void) {
     fed_model *m = nn_model_begin("t", 3, 4, 4, 2);
     int s = nn_add_conv(m, "c1", 0, 4, 3, 1, 1, 1);
@@ -206,6 +218,7 @@ static fed_model *g_residual(void) {
 int main(void) {
     struct { const char *name; builder b; int n; } cases[] = {
         {"linear+tanh", g_linear, 3}, {"conv stride/pad", g_conv, 3}, {"conv 5x5 same", g_conv5, 2},
+        {"conv 5x5 winograd", g_winograd, 3},
         {"conv 1x1", g_pointwise, 2}, {"maxpool", g_maxpool, 3}, {"avgpool", g_avgpool, 2},
         {"global avg pool", g_gap, 3}, {"relu", g_relu, 4}, {"dropout", g_dropout, 4},
         {"batchnorm (train)", g_batchnorm, 4}, {"groupnorm", g_groupnorm, 3}, {"residual add", g_residual, 2},

@@ -69,6 +69,10 @@ void fed_model_init_params(fed_model *m, uint64_t seed);
 /* Training mode: dropout active, BatchNorm uses batch statistics and updates
  * its running statistics. Eval mode: neither. */
 void fed_model_set_training(fed_model *m, int training);
+/* 5x5 convolutions with stride 1 and padding 2 (and >= 8 channels in and out, as the
+ * cnn's second layer) by Winograd's F(2x2, 5x5) (on, the default) or by im2col + GEMM
+ * (off). Both compute the same convolution; their float rounding differs. */
+void fed_model_set_winograd(fed_model *m, int on);
 /* Splits each batch across the pool's threads; NULL = single-threaded. The
  * model does not own the pool. */
 void fed_model_set_pool(fed_model *m, fed_pool *pool);
@@ -85,6 +89,13 @@ int fed_model_forward(fed_model *m, const float *x, int n, const float **logits)
 int fed_model_backward(fed_model *m, const float *dlogits);
 /* forward + mean softmax cross-entropy + backward. loss and correct may be NULL. */
 int fed_model_loss_grad(fed_model *m, const float *x, const int32_t *y, int n, float *loss, int *correct);
+/* fed_model_loss_grad followed by one plain SGD step, p <- p + (-lr) g (no momentum, no
+ * weight decay), except that the linear layers update their weights inside the backward
+ * pass (one GEMM into the weights per layer, after their input gradient), so their
+ * gradients, the bulk of a model like the cnn, are never written out and read back.
+ * The other parameters step exactly as fed_optim_step would. The model's gradients
+ * are left undefined. lr must be finite and >= 0. */
+int fed_model_sgd_step(fed_model *m, const float *x, const int32_t *y, int n, float lr, float *loss, int *correct);
 /* DP-SGD's gradient (Abadi et al. 2016, Alg. 1 lines 5-6 without the noise):
  * forward on n examples, then the sum over examples of each example's loss
  * gradient scaled to L2 norm at most clip (by min(1, clip / (norm + 1e-6)), as

@@ -48,5 +48,9 @@ const fed_optim_cfg *fed_optim_config(const fed_optim *o);
 int fed_optim_kind_from_name(const char *name, int *kind);
 /* The name of kind, or "unknown". */
 const char *fed_optim_kind_name(int kind);
+/* 1 when a step is exactly p <- p + (-lr) g: SGD without momentum or weight decay. */
+int fed_optim_is_plain_sgd(const fed_optim *o);
+/* Counts a step taken outside fed_optim_step (fed_model_sgd_step), for a plain SGD. */
+void fed_optim_count_step(fed_optim *o);
 
 #endif

@@ -4,7 +4,7 @@
 #include <cblas.h>
 #include "nn_internal.h"
 
-typedef struct lin_ctx { fed_model *m; const layer *l; int tasks; } lin_ctx;
+typedef struct lin_ctx { fed_model *m; const layer *l; int tasks; int fused; } lin_ctx;
 
 static void lin_fwd_task(void *vctx, size_t task, int worker) {
     (void)worker;
@@ -29,7 +29,7 @@ static void lin_fwd_task(void *vctx, size_t task, int worker) {
 
 void nn_linear_forward(fed_model *m, const layer *l) {
     int t = nn_threads(m);
-    lin_ctx c = {m, l, t < l->osh.c ? t : l->osh.c};
+    lin_ctx c = {m, l, t < l->osh.c ? t : l->osh.c, 0};
     fed_pool_run(m->pool, (size_t)c.tasks, lin_fwd_task, &c);
 }
 
@@ -44,7 +44,7 @@ static void lin_bwd_task(void *vctx, size_t task, int worker) {
     const float *w = m->params + l->w_off;
     size_t o0, o1;
     nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
-    if (o1 > o0 && m->bwd_mode != NN_BWD_INPUTS) {
+    if (o1 > o0 && m->bwd_mode != NN_BWD_INPUTS && !c->fused) {
         /* dW[o0:o1, :] = dY[:, o0:o1]^T X */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, 1.0f, dy + o0, out, x, in, 0.0f,
                     m->grads + l->w_off + o0 * in, in);
@@ -67,12 +67,42 @@ static void lin_bwd_task(void *vctx, size_t task, int worker) {
     }
 }
 
+/* fed_model_sgd_step: W[o0:o1] <- W[o0:o1] + (-lr) dY[:, o0:o1]^T X, b likewise, once
+ * every task's input gradient (which reads all of W) is done. */
+static void lin_sgd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    lin_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    int in = (int)shape_size(l->ish), out = l->osh.c, n = m->n;
+    const float *x = nn_act(m, l->in), *dy = m->ws.grad[l->out];
+    float lr = m->fused_lr;
+    size_t o0, o1;
+    nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
+    if (o1 == o0) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, -lr, dy + o0, out, x, in, 1.0f,
+                m->params + l->w_off + o0 * in, in);
+    if (l->b_off != SIZE_MAX) {
+        float *b = m->params + l->b_off;
+        for (size_t o = o0; o < o1; o++) {
+            float s = 0;
+            for (int i = 0; i < n; i++) s += dy[(size_t)i * out + o];
+            b[o] = b[o] + -lr * s;   /* as the optimizer's plain step on the bias gradient s */
+        }
+    }
+}
+
 void nn_linear_backward(fed_model *m, const layer *l) {
     int t = nn_threads(m);
     int in = (int)shape_size(l->ish);
     int most = l->osh.c > in ? l->osh.c : in;
-    lin_ctx c = {m, l, t < most ? t : most};
+    int fused = m->fused_lr > 0 && m->bwd_mode == NN_BWD_ALL;
+    lin_ctx c = {m, l, t < most ? t : most, fused};
     fed_pool_run(m->pool, (size_t)c.tasks, lin_bwd_task, &c);
+    if (fused) {
+        lin_ctx u = {m, l, t < l->osh.c ? t : l->osh.c, 1};
+        fed_pool_run(m->pool, (size_t)u.tasks, lin_sgd_task, &u);
+    }
 }
 
 typedef struct lin_sq_ctx { fed_model *m; const layer *l; double *sq; int tasks; } lin_sq_ctx;

@@ -28,21 +28,23 @@ static void pool_fwd_task(void *vctx, size_t task, int worker) {
                 float *yc = y + i * osz + (size_t)ch * OH * OW;
                 int32_t *ac = arg + i * osz + (size_t)ch * OH * OW;
                 for (int oy = 0; oy < OH; oy++) {
-                    const float *r0 = xc + (2 * oy) * W, *r1 = r0 + W;
+                    const float *restrict r0 = xc + (2 * oy) * W, *restrict r1 = r0 + W;
+                    float *restrict yr = yc + oy * OW;
                     for (int ox = 0; ox < OW; ox++) {
                         float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
                         float ab = b > a ? b : a, cd = d > cc ? d : cc;
-                        yc[oy * OW + ox] = cd > ab ? cd : ab;
+                        yr[ox] = cd > ab ? cd : ab;
                     }
                     if (!m->training) continue;
+                    /* the first maximum in window order, as PyTorch picks it: the first
+                     * element equal to the maximum (selects, so the loop vectorizes) */
+                    int32_t *restrict ar = ac + oy * OW;
                     for (int ox = 0; ox < OW; ox++) {
-                        /* first maximum in window order, as PyTorch picks it */
-                        int base = (2 * oy) * W + 2 * ox, bi = base;
-                        float best = xc[base];
-                        if (xc[base + 1] > best) { best = xc[base + 1]; bi = base + 1; }
-                        if (xc[base + W] > best) { best = xc[base + W]; bi = base + W; }
-                        if (xc[base + W + 1] > best) { bi = base + W + 1; }
-                        ac[oy * OW + ox] = bi;
+                        int base = (2 * oy) * W + 2 * ox;
+                        float v = yr[ox];
+                        int bi = r1[2 * ox] == v ? base + W : base + W + 1;
+                        bi = r0[2 * ox + 1] == v ? base + 1 : bi;
+                        ar[ox] = r0[2 * ox] == v ? base : bi;
                     }
                 }
             }

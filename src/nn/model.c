@@ -61,9 +61,11 @@ static void workspace_free(fed_model *m) {
     workspace *ws = &m->ws;
     for (int s = 1; s < MAX_SLOTS; s++) { free(ws->act[s]); free(ws->grad[s]); }
     free(ws->grad[0]);
-    for (int l = 0; l < MAX_LAYERS; l++) { free(ws->save[l]); free(ws->chan[l]); free(ws->colsave[l]); }
+    for (int l = 0; l < MAX_LAYERS; l++) {
+        free(ws->save[l]); free(ws->chan[l]); free(ws->colsave[l]); free(ws->wino_u[l]); free(ws->wino_v[l]);
+    }
     for (int t = 0; t < MAX_WORKERS; t++) {
-        free(ws->col[t]); free(ws->tmp[t]); free(ws->partial[t]); free(ws->dp[t]);
+        free(ws->col[t]); free(ws->tmp[t]); free(ws->partial[t]); free(ws->dp[t]); free(ws->wino_s[t]);
     }
     memset(ws, 0, sizeof *ws);
 }
@@ -105,6 +107,8 @@ static int workspace_reserve(fed_model *m, int n) {
             }
             free(ws->colsave[l]); ws->colsave[l] = NULL;
             ws->colsave_valid[l] = 0;
+            free(ws->wino_v[l]); ws->wino_v[l] = NULL;   /* sized for the new cap below */
+            ws->wino_v_valid[l] = 0;
             if (ly->kind == L_CONV) {
                 /* Keeping the lowered input saves recomputing it in backward; only
                  * when it is small (as at federated batch sizes). */
@@ -135,6 +139,21 @@ static int workspace_reserve(fed_model *m, int n) {
             ws->partial[t] = xcalloc(m->nparams, sizeof(float));
             if (!ws->partial[t]) goto oom;
         }
+    }
+    if (m->winograd) {
+        size_t scratch = 0;
+        for (int l = 0; l < m->nlayers; l++) {
+            const layer *ly = &m->layers[l];
+            if (!nn_wino_eligible(ly)) continue;
+            if (nn_wino_scratch_floats(ly) > scratch) scratch = nn_wino_scratch_floats(ly);
+            if (!ws->wino_u[l] && !(ws->wino_u[l] = malloc(nn_wino_u_floats(ly) * sizeof(float)))) goto oom;
+            /* the transformed input is kept for backward when it is small, as colsave */
+            size_t keep = nn_wino_keep_floats(ly) * (size_t)ws->cap;
+            if (!ws->wino_v[l] && keep <= ((size_t)4 << 20) && !(ws->wino_v[l] = malloc(keep * sizeof(float))))
+                goto oom;
+        }
+        for (int t = 0; t < threads && scratch; t++)
+            if (!ws->wino_s[t] && !(ws->wino_s[t] = malloc(scratch * sizeof(float)))) goto oom;
     }
     return 0;
 oom:
@@ -218,6 +237,29 @@ int fed_model_loss_grad(fed_model *m, const float *x, const int32_t *y, int n, f
     return fed_model_backward(m, dlogits);
 }
 
+int fed_model_sgd_step(fed_model *m, const float *x, const int32_t *y, int n, float lr, float *loss, int *correct) {
+    if (!m) return fed_error(FED_EINVAL, "fed_model_sgd_step: NULL model");
+    if (!(lr >= 0.0f) || isinf(lr))
+        return fed_error(FED_EINVAL, "fed_model_sgd_step: learning rate must be finite and >= 0 (got %g)", (double)lr);
+    m->fused_lr = lr;
+    int rc = fed_model_loss_grad(m, x, y, n, loss, correct);
+    m->fused_lr = 0;
+    if (rc) return rc;
+    /* every other parameter tensor: the plain step on the gradient its layer wrote */
+    for (int t = 0; t < m->ntensors; t++) {
+        const fed_tensor_info *ti = &m->tensors[t];
+        if (ti->is_buffer) continue;
+        int linear = 0;
+        for (int i = 0; i < m->nlayers && !linear; i++)
+            linear = m->layers[i].kind == L_LINEAR && (ti->offset == m->layers[i].w_off || ti->offset == m->layers[i].b_off);
+        if (linear) continue;
+        float *restrict p = m->params + ti->offset;
+        const float *restrict g = m->grads + ti->offset;
+        for (size_t j = 0; j < ti->numel; j++) p[j] = p[j] + -lr * g[j];
+    }
+    return 0;
+}
+
 int fed_model_evaluate(fed_model *m, const fed_dataset *d, int batch_size, double *loss, double *accuracy,
                        int64_t *confusion) {
     if (!m || !d || batch_size <= 0) return fed_error(FED_EINVAL, "fed_model_evaluate: bad arguments");
@@ -291,6 +333,12 @@ void fed_model_init_params(fed_model *m, uint64_t seed) {
         float bound = (float)(1.0 / sqrt(fan_in));
         fed_rng_fill_uniform(&r, p, t->numel, -bound, bound);
     }
+}
+
+void fed_model_set_winograd(fed_model *m, int on) {
+    if (!m) return;
+    m->winograd = on != 0;
+    for (int l = 0; l < MAX_LAYERS; l++) m->ws.wino_v_valid[l] = 0;
 }
 
 int fed_model_clone(fed_model **out, const fed_model *m) {

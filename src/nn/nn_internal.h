@@ -46,6 +46,10 @@ typedef struct workspace {
     float *tmp[MAX_WORKERS];       /* conv output/gradient in [C, nb*HW] layout per worker */
     float *partial[MAX_WORKERS];   /* per-worker partial weight gradients (conv) */
     float *dp[MAX_WORKERS];        /* DP-SGD: one example's weight gradient and columns */
+    float *wino_u[MAX_LAYERS];     /* Winograd conv: the transformed weights of the last forward */
+    float *wino_v[MAX_LAYERS];     /* Winograd conv: transformed input kept for backward (or NULL) */
+    int wino_v_valid[MAX_LAYERS];
+    float *wino_s[MAX_WORKERS];    /* Winograd conv scratch per worker */
 } workspace;
 
 /* What a backward pass computes (DP-SGD runs the two halves separately). */
@@ -70,6 +74,9 @@ struct fed_model {
     double flops;                  /* training flops per example */
     int training;
     int bwd_mode;                  /* NN_BWD_*: which gradients backward computes */
+    int winograd;                  /* 5x5 stride-1 convs by Winograd F(2x2, 5x5) (default on) */
+    float fused_lr;                /* > 0 during fed_model_sgd_step: linear layers apply p -= lr g to
+                                      their weights in backward instead of writing g */
     fed_pool *pool;
     uint64_t rng_seed, rng_round, rng_client, rng_step;
     int n;                         /* examples in the current forward */
@@ -119,6 +126,17 @@ void nn_norm_backward(fed_model *m, const layer *l, int li);
  * the last forward/backward (Goodfellow 2015's trick for linear layers; one
  * small GEMM per example for convolutions). */
 int nn_conv_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
+
+/* Winograd F(2x2, 5x5) for 5x5 convolutions with stride 1 and padding 2 and at least 8
+ * channels in and out (conv_winograd.c); the workspace holds wino_u, wino_v and
+ * wino_s for such layers when m->winograd is on. */
+int nn_wino_eligible(const layer *l);
+int nn_wino_chunk(const layer *l);            /* examples per GEMM */
+size_t nn_wino_keep_floats(const layer *l);   /* transformed input per example */
+size_t nn_wino_u_floats(const layer *l);      /* transformed weights */
+size_t nn_wino_scratch_floats(const layer *l);/* per worker */
+void nn_wino_forward(fed_model *m, const layer *l);
+void nn_wino_backward(fed_model *m, const layer *l);
 void nn_linear_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
 
 static inline const float *nn_act(const fed_model *m, int slot) {

@@ -254,6 +254,14 @@ static void step_task(void *vctx, size_t task, int worker) {
     if (lo < hi) apply_range(c->o, c->p, c->g, c->lr, lo, hi);
 }
 
+int fed_optim_is_plain_sgd(const fed_optim *o) {
+    return o && o->cfg.kind == FED_OPTIM_SGD && o->cfg.momentum == 0.0f && o->cfg.weight_decay == 0.0f;
+}
+
+void fed_optim_count_step(fed_optim *o) {
+    if (o) o->step++;
+}
+
 int fed_optim_step_pool(fed_optim *o, float *params, const float *grads, float lr, fed_pool *pool) {
     int rc = check_step(o, params, grads, lr);
     if (rc) return rc;

@@ -140,13 +140,19 @@ int fed_train(fed_model *m, fed_optim *opt, const fed_dataset *d, const uint32_t
         while (steps < total && (got = fed_batcher_next(&b, x, y, o->augment, &aug)) > 0) {
             float loss;
             int correct = 0;
-            rc = fed_model_loss_grad(m, x, y, got, &loss, &correct);
-            if (rc) break;
-            float *p = fed_model_params(m), *g = fed_model_grads(m);
-            if (o->hook) o->hook(o->hook_ctx, g, p, np);
             float lr = o->schedule ? fed_lr_at(o->schedule, (int)(o->schedule_offset + steps)) : o->lr;
-            rc = fed_optim_step_pool(opt, p, g, lr, fed_model_pool(m));
-            if (rc) break;
+            if (!o->hook && fed_optim_is_plain_sgd(opt)) {
+                /* plain SGD: the linear layers step inside backward (fed_model_sgd_step) */
+                if ((rc = fed_model_sgd_step(m, x, y, got, lr, &loss, &correct))) break;
+                fed_optim_count_step(opt);
+            } else {
+                rc = fed_model_loss_grad(m, x, y, got, &loss, &correct);
+                if (rc) break;
+                float *p = fed_model_params(m), *g = fed_model_grads(m);
+                if (o->hook) o->hook(o->hook_ctx, g, p, np);
+                rc = fed_optim_step_pool(opt, p, g, lr, fed_model_pool(m));
+                if (rc) break;
+            }
             loss_sum += loss;
             right += correct;
             examples += got;
