@@ -8,6 +8,49 @@ typedef struct pool_ctx { fed_model *m; const layer *l; int tasks; int li; } poo
 
 static int layer_index(const fed_model *m, const layer *l) { return (int)(l - m->layers); }
 
+/* One row of 2x2/2 windows: the maxima, and when ar is not NULL the first maximum of
+ * each window in window order (as PyTorch picks it): the first element equal to the
+ * maximum. Inlined with the row length as a constant where it is a common one, so the
+ * loop vectorizes: with an unknown short trip count the compiler keeps it scalar. */
+static inline __attribute__((always_inline)) void maxpool2x2_row(const float *restrict r0, const float *restrict r1,
+                                                                 float *restrict yr, int32_t *restrict ar, int base0,
+                                                                 int W, int OW) {
+    if (!ar) {
+        for (int ox = 0; ox < OW; ox++) {
+            float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
+            float ab = b > a ? b : a, cd = d > cc ? d : cc;
+            yr[ox] = cd > ab ? cd : ab;
+        }
+        return;
+    }
+    for (int ox = 0; ox < OW; ox++) {
+        float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
+        float ab = b > a ? b : a, cd = d > cc ? d : cc;
+        float v = cd > ab ? cd : ab;
+        yr[ox] = v;
+        int base = base0 + 2 * ox;
+        int bi = cc == v ? base + W : base + W + 1;
+        bi = b == v ? base + 1 : bi;
+        ar[ox] = a == v ? base : bi;
+    }
+}
+
+static void maxpool2x2_plane(const float *xc, float *yc, int32_t *arg, int W, int OH, int OW) {
+    for (int oy = 0; oy < OH; oy++) {
+        const float *r0 = xc + (size_t)(2 * oy) * W, *r1 = r0 + W;
+        float *yr = yc + (size_t)oy * OW;
+        int32_t *ar = arg ? arg + (size_t)oy * OW : NULL;
+        int b0 = 2 * oy * W;
+        switch (OW) {
+        case 7: maxpool2x2_row(r0, r1, yr, ar, b0, W, 7); break;
+        case 8: maxpool2x2_row(r0, r1, yr, ar, b0, W, 8); break;
+        case 14: maxpool2x2_row(r0, r1, yr, ar, b0, W, 14); break;
+        case 16: maxpool2x2_row(r0, r1, yr, ar, b0, W, 16); break;
+        default: maxpool2x2_row(r0, r1, yr, ar, b0, W, OW); break;
+        }
+    }
+}
+
 static void pool_fwd_task(void *vctx, size_t task, int worker) {
     (void)worker;
     pool_ctx *c = vctx;
@@ -21,32 +64,14 @@ static void pool_fwd_task(void *vctx, size_t task, int worker) {
     int H = l->ish.h, W = l->ish.w, OH = l->osh.h, OW = l->osh.w, k = l->k, s = l->stride;
     int32_t *arg = l->kind == L_MAXPOOL ? (int32_t *)m->ws.save[c->li] : NULL;
     if (l->kind == L_MAXPOOL && k == 2 && s == 2) {
-        /* The common 2x2/2 window, unrolled; argmax only when training needs it. */
+        /* The common 2x2/2 window; argmax only when training needs it. */
+        const int training = m->training;
         for (size_t i = lo; i < hi; i++) {
             for (int ch = 0; ch < l->ish.c; ch++) {
                 const float *xc = x + i * isz + (size_t)ch * H * W;
                 float *yc = y + i * osz + (size_t)ch * OH * OW;
                 int32_t *ac = arg + i * osz + (size_t)ch * OH * OW;
-                for (int oy = 0; oy < OH; oy++) {
-                    const float *restrict r0 = xc + (2 * oy) * W, *restrict r1 = r0 + W;
-                    float *restrict yr = yc + oy * OW;
-                    for (int ox = 0; ox < OW; ox++) {
-                        float a = r0[2 * ox], b = r0[2 * ox + 1], cc = r1[2 * ox], d = r1[2 * ox + 1];
-                        float ab = b > a ? b : a, cd = d > cc ? d : cc;
-                        yr[ox] = cd > ab ? cd : ab;
-                    }
-                    if (!m->training) continue;
-                    /* the first maximum in window order, as PyTorch picks it: the first
-                     * element equal to the maximum (selects, so the loop vectorizes) */
-                    int32_t *restrict ar = ac + oy * OW;
-                    for (int ox = 0; ox < OW; ox++) {
-                        int base = (2 * oy) * W + 2 * ox;
-                        float v = yr[ox];
-                        int bi = r1[2 * ox] == v ? base + W : base + W + 1;
-                        bi = r0[2 * ox + 1] == v ? base + 1 : bi;
-                        ar[ox] = r0[2 * ox] == v ? base : bi;
-                    }
-                }
+                maxpool2x2_plane(xc, yc, training ? ac : NULL, W, OH, OW);
             }
         }
         return;
