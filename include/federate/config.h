@@ -60,6 +60,7 @@ typedef struct fed_config {
     char model[32];             /* model: mlp | cnn | cnn-bn | resnet | cnn-dp */
     char hidden[64];            /* hidden: mlp hidden sizes, e.g. "200,200" */
     char norm[8];               /* norm: resnet normalization batch | group */
+    char kernels[12];           /* kernels: fast (Winograd 5x5 convolutions, fused plain-SGD step) | reference */
     int local_epochs;           /* local_epochs: E (5) */
     int local_steps;            /* local_steps: > 0 replaces local_epochs by this many steps (0) */
     int batch_size;             /* batch_size: B (10) */

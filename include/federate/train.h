@@ -37,6 +37,8 @@ typedef struct fed_train_opts {
     float dp_clip;
     float dp_noise_multiplier;
     int dp_secure_noise;          /* noise from the CSPRNG, not the seeded stream */
+    int unfused;                  /* plain SGD: take the optimizer's separate step, not
+                                     fed_model_sgd_step (kernels: reference) */
     int dp_grad_only;             /* DP-SGD: compute each step's gradient (clipped sum, noise,
                                      / q n) into the model's gradients, leave the parameters */
     fed_progress_fn progress;

@@ -30,6 +30,7 @@ static const char *const staleness_kinds[] = {"polynomial", "hinge", "constant",
 static const char *const capabilities[] = {"none", "uniform", "lognormal", NULL};
 static const char *const models[] = {"mlp", "cnn", "cnn-bn", "resnet", "cnn-dp", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
+static const char *const kernel_sets[] = {"fast", "reference", NULL};
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
 static const char *const sa_graphs[] = {"full", "harary", NULL};
 static const char *const dp_modes[] = {"none", "dp-sgd", "dp-fedavg", "local", "distributed", "distributed-dp-sgd",
@@ -127,6 +128,10 @@ static const fed_config_key keys[] = {
     {"hidden", FED_CONFIG_STRING, FIELD(hidden), NO_RANGE, NULL,
      "mlp hidden layer sizes, 1 to 8 comma-separated, e.g. \"200,200\""},
     {"norm", FED_CONFIG_STRING, FIELD(norm), NO_RANGE, norms, "resnet normalization layers"},
+    {"kernels", FED_CONFIG_STRING, FIELD(kernels), NO_RANGE, kernel_sets,
+     "fast: 5x5 convolutions by Winograd F(2x2, 5x5) and plain SGD's linear layers stepped inside backward; "
+     "reference: im2col + GEMM and a separate optimizer step (slower; rounds differently, so it reproduces runs "
+     "made before the fast kernels bit for bit)"},
     {"local_epochs", FED_CONFIG_INT, FIELD(local_epochs), 1, 100000, NULL,
      "local epochs per round (E)"},
     {"local_steps", FED_CONFIG_INT, FIELD(local_steps), 0, BIG, NULL,
@@ -273,6 +278,7 @@ void fed_config_default(fed_config *c) {
     snprintf(c->model, sizeof c->model, "cnn");
     snprintf(c->hidden, sizeof c->hidden, "200,200");
     snprintf(c->norm, sizeof c->norm, "batch");
+    snprintf(c->kernels, sizeof c->kernels, "fast");
     c->local_epochs = 5;
     c->batch_size = 10;
     c->learning_rate = 0.1;

@@ -120,5 +120,7 @@ int fed_model_for_config(const fed_config *cfg, const fed_dataset *d, fed_model 
         o.n_hidden = rc;
     }
     if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
-    return fed_model_create(out, cfg->model, &o);
+    int rc = fed_model_create(out, cfg->model, &o);
+    if (!rc) fed_model_set_winograd(*out, strcmp(cfg->kernels, "reference") != 0);
+    return rc;
 }

@@ -141,7 +141,7 @@ int fed_train(fed_model *m, fed_optim *opt, const fed_dataset *d, const uint32_t
             float loss;
             int correct = 0;
             float lr = o->schedule ? fed_lr_at(o->schedule, (int)(o->schedule_offset + steps)) : o->lr;
-            if (!o->hook && fed_optim_is_plain_sgd(opt)) {
+            if (!o->hook && !o->unfused && fed_optim_is_plain_sgd(opt)) {
                 /* plain SGD: the linear layers step inside backward (fed_model_sgd_step) */
                 if ((rc = fed_model_sgd_step(m, x, y, got, lr, &loss, &correct))) break;
                 fed_optim_count_step(opt);
