@@ -19,7 +19,7 @@ static int bench_train(int argc, char **argv) {
         {"threads", ARG_INT, &threads, "threads splitting each batch (default 1)", 1, 64, NULL},
         {"steps", ARG_INT, &steps, "timed steps (default 300)", 1, 1 << 30, NULL},
         {"profile", ARG_FLAG, &profile, "print time per layer", NO_RANGE, NULL},
-        {"im2col", ARG_FLAG, &im2col, "5x5 convolutions by im2col + GEMM instead of Winograd F(2x2, 5x5)", NO_RANGE,
+        {"reference", ARG_FLAG, &im2col, "the reference kernels (im2col convolutions, BLAS linear layers; kernels: reference)", NO_RANGE,
          NULL},
         {"unfused", ARG_FLAG, &unfused, "write every gradient, then step (not fed_model_sgd_step)", NO_RANGE, NULL},
         {"dp", ARG_FLAG, &dp, "DP-SGD steps: per-example clipping and Gaussian noise", NO_RANGE, NULL},
@@ -47,7 +47,7 @@ static int bench_train(int argc, char **argv) {
     for (int i = 0; i < batch; i++) y[i] = (int32_t)fed_rng_below(&r, 10);
     if ((rc = fed_pool_new(&pool, threads))) { cli_fail("bench train", "cannot start threads", rc); goto out; }
     fed_model_set_pool(m, threads > 1 ? pool : NULL);
-    if (im2col) fed_model_set_winograd(m, 0);
+    if (im2col) fed_model_set_fast_kernels(m, 0);
     fed_optim_cfg oc;
     fed_optim_cfg_default(&oc, FED_OPTIM_SGD);
     if ((rc = fed_optim_new(&opt, &oc, fed_model_num_params(m)))) { cli_fail("bench train", "optimizer", rc); goto out; }

@@ -29,7 +29,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 typedef struct out { float *logits, *grads; } out;
 
 static out run(fed_model *m, int wino, const float *x, const int32_t *y, int n, int dp) {
-    fed_model_set_winograd(m, wino);
+    fed_model_set_fast_kernels(m, wino);
     size_t np = fed_model_num_params(m);
     out o = {malloc((size_t)n * 10 * sizeof(float)), malloc(np * sizeof(float))};
     float loss;
@@ -72,7 +72,7 @@ static void compare(const char *label, const char *model, int c, int h, int n, i
      * conv2 output has a 2x2 pooling window with two near-equal maxima, or a value
      * near the ReLU's kink, could route its gradient differently. Such examples are
      * drawn again (as gradcheck skips kinks). */
-    fed_model_set_winograd(m, 0);
+    fed_model_set_fast_kernels(m, 0);
     int li = -1;
     for (int i = 0; i < m->nlayers; i++)
         if (nn_wino_eligible(&m->layers[i])) li = i;

@@ -69,10 +69,13 @@ void fed_model_init_params(fed_model *m, uint64_t seed);
 /* Training mode: dropout active, BatchNorm uses batch statistics and updates
  * its running statistics. Eval mode: neither. */
 void fed_model_set_training(fed_model *m, int training);
-/* 5x5 convolutions with stride 1 and padding 2 (and >= 8 channels in and out, as the
- * cnn's second layer) by Winograd's F(2x2, 5x5) (on, the default) or by im2col + GEMM
- * (off). Both compute the same convolution; their float rounding differs. */
-void fed_model_set_winograd(fed_model *m, int on);
+/* The fast kernels (on, the default) or the reference ones (off). Fast: 5x5
+ * convolutions with stride 1 and padding 2 (and >= 8 channels in and out, as the cnn's
+ * second layer) by Winograd's F(2x2, 5x5) instead of im2col + GEMM, and the linear
+ * layers' forward and input gradient at batches of up to 16 by kernels that stream
+ * the weights once instead of BLAS (which copies them into its packed layout every
+ * call). Both compute the same functions; their float rounding differs. */
+void fed_model_set_fast_kernels(fed_model *m, int on);
 /* Splits each batch across the pool's threads; NULL = single-threaded. The
  * model does not own the pool. */
 void fed_model_set_pool(fed_model *m, fed_pool *pool);

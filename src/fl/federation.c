@@ -121,6 +121,6 @@ int fed_model_for_config(const fed_config *cfg, const fed_dataset *d, fed_model 
     }
     if (strcmp(cfg->norm, "group") == 0) o.norm = FED_NORM_GROUP;
     int rc = fed_model_create(out, cfg->model, &o);
-    if (!rc) fed_model_set_winograd(*out, strcmp(cfg->kernels, "reference") != 0);
+    if (!rc) fed_model_set_fast_kernels(*out, strcmp(cfg->kernels, "reference") != 0);
     return rc;
 }

@@ -340,7 +340,7 @@ static int setup(daemon_s *d, const char *yaml) {
     }
     if (strcmp(cfg->norm, "group") == 0) mo.norm = FED_NORM_GROUP;
     if ((rc = fed_model_create(&d->model, cfg->model, &mo))) return rc;
-    fed_model_set_winograd(d->model, strcmp(cfg->kernels, "reference") != 0);
+    fed_model_set_fast_kernels(d->model, strcmp(cfg->kernels, "reference") != 0);
     d->n = fed_model_num_params(d->model);
     d->nb = fed_model_num_buffers(d->model);
     if (cfg->compression[0] && !cfg->sa_enabled) {

@@ -181,6 +181,6 @@ int nn_finalize(fed_model *m) {
     m->col_chunk_floats = chunk * per;
     m->tmp_chunk_floats = chunk * m->out_floats;
     m->training = 1;
-    m->winograd = 1;
+    m->fast = 1;
     return 0;
 }

@@ -118,7 +118,7 @@ static void conv_fwd_task(void *vctx, size_t task, int worker) {
 }
 
 void nn_conv_forward(fed_model *m, const layer *l) {
-    if (m->winograd && nn_wino_eligible(l)) {
+    if (m->fast && nn_wino_eligible(l)) {
         nn_wino_forward(m, l);
         return;
     }
@@ -202,7 +202,7 @@ static void reduce_task(void *vctx, size_t task, int worker) {
 void nn_conv_backward(fed_model *m, const layer *l) {
     int t = nn_threads(m);
     conv_ctx ctx = {m, l, t < m->n ? t : m->n, (int)(l - m->layers)};
-    if (m->winograd && nn_wino_eligible(l)) nn_wino_backward(m, l);
+    if (m->fast && nn_wino_eligible(l)) nn_wino_backward(m, l);
     else fed_pool_run(m->pool, (size_t)ctx.tasks, conv_bwd_task, &ctx);
     m->ws.colsave_valid[ctx.li] = 0;   /* overwritten by dcol */
     if (ctx.tasks > 1 && m->bwd_mode != NN_BWD_INPUTS) {

@@ -140,7 +140,7 @@ static int workspace_reserve(fed_model *m, int n) {
             if (!ws->partial[t]) goto oom;
         }
     }
-    if (m->winograd) {
+    if (m->fast) {
         size_t scratch = 0;
         for (int l = 0; l < m->nlayers; l++) {
             const layer *ly = &m->layers[l];
@@ -335,9 +335,9 @@ void fed_model_init_params(fed_model *m, uint64_t seed) {
     }
 }
 
-void fed_model_set_winograd(fed_model *m, int on) {
+void fed_model_set_fast_kernels(fed_model *m, int on) {
     if (!m) return;
-    m->winograd = on != 0;
+    m->fast = on != 0;
     for (int l = 0; l < MAX_LAYERS; l++) m->ws.wino_v_valid[l] = 0;
 }
 

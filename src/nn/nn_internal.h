@@ -74,7 +74,8 @@ struct fed_model {
     double flops;                  /* training flops per example */
     int training;
     int bwd_mode;                  /* NN_BWD_*: which gradients backward computes */
-    int winograd;                  /* 5x5 stride-1 convs by Winograd F(2x2, 5x5) (default on) */
+    int fast;                      /* fast kernels (default on): 5x5 stride-1 convs by Winograd F(2x2,
+                                      5x5), small-batch linear layers without BLAS packing */
     float fused_lr;                /* > 0 during fed_model_sgd_step: linear layers apply p -= lr g to
                                       their weights in backward instead of writing g */
     fed_pool *pool;
@@ -129,7 +130,7 @@ int nn_conv_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
 
 /* Winograd F(2x2, 5x5) for 5x5 convolutions with stride 1 and padding 2 and at least 8
  * channels in and out (conv_winograd.c); the workspace holds wino_u, wino_v and
- * wino_s for such layers when m->winograd is on. */
+ * wino_s for such layers when m->fast is on. */
 int nn_wino_eligible(const layer *l);
 int nn_wino_chunk(const layer *l);            /* examples per GEMM */
 size_t nn_wino_keep_floats(const layer *l);   /* transformed input per example */
