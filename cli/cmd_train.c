@@ -9,6 +9,7 @@ static const char *const datasets[] = {"mnist", "fashion-mnist", "cifar10", NULL
 static const char *const optimizers[] = {"sgd", "adam", "adagrad", NULL};
 static const char *const schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const norms[] = {"batch", "group", NULL};
+static const char *const kernel_sets[] = {"fast", "reference", NULL};
 
 typedef struct progress_ctx { cli_progress bar; int epoch, epochs; } progress_ctx;
 
@@ -22,7 +23,7 @@ static void on_step(void *vctx, long step, long total, double loss) {
 
 int cmd_train(int argc, char **argv) {
     const char *dataset = "mnist", *model_name = "cnn", *opt_name = "sgd", *sched_name = "constant";
-    const char *save = NULL, *data_dir = NULL, *hidden = NULL, *norm = "batch";
+    const char *save = NULL, *data_dir = NULL, *hidden = NULL, *norm = "batch", *kernels = "fast";
     int epochs = 1, batch = 64, threads = 1, nesterov = 0, crop = 0, flip = 0, step_size = 1, limit = 0;
     double lr = 0.01, momentum = 0.0, wd = 0.0, gamma = 0.1, rotate = 0.0;
     uint64_t seed = 0;
@@ -47,6 +48,8 @@ int cmd_train(int argc, char **argv) {
         {"augment-rotate", ARG_FLOAT, &rotate, "random rotation up to DEG degrees", 0, 180, NULL},
         {"limit", ARG_INT, &limit, "use only the first N training examples (quick checks)", 1, 1 << 30, NULL},
         {"threads", ARG_INT, &threads, "threads splitting each batch (default 1)", 1, 64, NULL},
+        {"kernels", ARG_STRING, &kernels, "fast (default) or reference (earlier versions' kernels, as in a run "
+         "config)", NO_RANGE, kernel_sets},
         {"seed", ARG_U64, &seed, "random seed (default 0)", NO_RANGE, NULL},
         {"save", ARG_STRING, &save, "write the trained weights to FILE.safetensors", NO_RANGE, NULL},
         ARG_END,
@@ -66,6 +69,7 @@ int cmd_train(int argc, char **argv) {
     fed_optim *opt = NULL;
     int status = 1;
     if (cli_model_for("train", model_name, train.c, train.h, train.w, train.num_classes, hidden, norm, &m)) goto out;
+    fed_model_set_fast_kernels(m, strcmp(kernels, "reference") != 0);
     fed_model_init_params(m, seed);
     if ((rc = fed_pool_new(&pool, threads))) { cli_fail("train", "cannot start threads", rc); goto out; }
     fed_model_set_pool(m, threads > 1 ? pool : NULL);
@@ -102,6 +106,7 @@ int cmd_train(int argc, char **argv) {
         to.augment = augmenting ? &aug : NULL;
         to.seed = seed;
         to.round = (uint64_t)e;
+        to.unfused = strcmp(kernels, "reference") == 0;
         to.progress = on_step;
         to.progress_ctx = &pc;
         fed_train_stats st;
