@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "check.h"
+#include "fl_run_util.h"
 #include "federate/dp.h"
 #include "federate/federate.h"
 #include "federate/rng.h"
@@ -157,52 +158,12 @@ static void base(fed_config *c) {
     c->dp_noise_multiplier = 0.1;
 }
 
-typedef struct stopper { volatile int stop; int at; } stopper;
-static void stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
-    (void)cfg;
-    stopper *s = ctx;
-    if (r->m.round == s->at) s->stop = 1;
-}
-
-/* stop_after > 0: stopped after that round and resumed from its checkpoint */
 static fed_round_metrics *run_stop(const fed_config *c, const char *name, fed_run_result *r, int *nr,
                                    int stop_after) {
-    char db[300];
-    snprintf(db, sizeof db, "%s/%s.db", dir, name);
-    fed_store *st;
-    CHECK_OK(fed_store_open(&st, db));
-    fed_run_opts o = {0};
-    o.store = st;
-    stopper sp = {0, stop_after};
-    if (stop_after) { o.on_round = stop_at; o.ctx = &sp; o.stop = &sp.stop; }
-    CHECK_OK(fed_run(c, &o, r));
-    if (stop_after) {
-        CHECK(r->stopped);
-        fed_run_result_free(r);
-        fed_run_opts ro = {0};
-        ro.store = st;
-        ro.resume_run = r->run_id;
-        fed_config dummy;
-        fed_config_default(&dummy);
-        CHECK_OK(fed_run(&dummy, &ro, r));
-    }
-    fed_round_metrics *rm;
-    CHECK_OK(fed_store_get_rounds(st, r->run_id, &rm, nr));
-    fed_store_close(st);
-    return rm;
+    return run_in(dir, c, name, r, nr, stop_after);
 }
-
 static fed_round_metrics *run(const fed_config *c, const char *name, fed_run_result *r, int *nr) {
-    return run_stop(c, name, r, nr, 0);
-}
-
-static void refused(const fed_config *c, int code, const char *words) {
-    fed_run_result rr;
-    int rc = fed_config_validate(c);
-    if (!rc) rc = fed_run(c, NULL, &rr), fed_run_result_free(&rr);
-    printf("refused (%d): %s\n", rc, fed_last_error());
-    CHECK_EQ_INT(rc, code);
-    CHECK(strstr(fed_last_error(), words) != NULL);
+    return run_in(dir, c, name, r, nr, 0);
 }
 
 static void runs(void) {
@@ -303,25 +264,25 @@ static void runs(void) {
     /* refused configurations, each with its reason */
     base(&c);
     c.sa_enabled = 0;
-    refused(&c, FED_EINVAL, "secure_aggregation.enabled");
+    run_refused(&c, FED_EINVAL, "secure_aggregation.enabled");
     base(&c);
     c.dp_adaptive = 1;
-    refused(&c, FED_EINVAL, "adaptive_clipping");
+    run_refused(&c, FED_EINVAL, "adaptive_clipping");
     base(&c);
     snprintf(c.strategy, sizeof c.strategy, "qfedavg");
-    refused(&c, FED_EINVAL, "qfedavg");
+    run_refused(&c, FED_EINVAL, "qfedavg");
     base(&c);
     snprintf(c.dp_mode, sizeof c.dp_mode, "dp-fedavg");
-    refused(&c, FED_EINVAL, "privacy.mode distributed");
+    run_refused(&c, FED_EINVAL, "privacy.mode distributed");
     base(&c);
     c.sa_bits = 40;   /* each share's variance beyond the sampler */
-    refused(&c, FED_ERANGE, "secure_aggregation.bits");
+    run_refused(&c, FED_ERANGE, "secure_aggregation.bits");
     base(&c);
     c.sa_bits = 52;   /* no noise, but 5000 clients of 52 bits overflow 64 */
     c.dp_noise_multiplier = 0;
     c.num_clients = 5000;
     c.clients_per_round = 5000;
-    refused(&c, FED_ERANGE, "overflow");
+    run_refused(&c, FED_ERANGE, "overflow");
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

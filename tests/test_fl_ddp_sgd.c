@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "check.h"
+#include "fl_run_util.h"
 #include "federate/dp.h"
 #include "federate/federate.h"
 #include "federate/rng.h"
@@ -171,49 +172,9 @@ static void base(fed_config *c) {
     c->dp_noise_multiplier = 1.0;
 }
 
-typedef struct stopper { volatile int stop; int at; } stopper;
-static void stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
-    (void)cfg;
-    stopper *s = ctx;
-    if (r->m.round == s->at) s->stop = 1;
-}
-
-/* stop_after > 0: stopped after that round and resumed from its checkpoint. model:
- * the final global model (n floats) or NULL */
 static fed_round_metrics *run_stop(const fed_config *c, const char *name, fed_run_result *r, int *nr,
                                    int stop_after) {
-    char db[300];
-    snprintf(db, sizeof db, "%s/%s.db", dir, name);
-    fed_store *st;
-    CHECK_OK(fed_store_open(&st, db));
-    fed_run_opts o = {0};
-    o.store = st;
-    stopper sp = {0, stop_after};
-    if (stop_after) { o.on_round = stop_at; o.ctx = &sp; o.stop = &sp.stop; }
-    CHECK_OK(fed_run(c, &o, r));
-    if (stop_after) {
-        CHECK(r->stopped);
-        fed_run_result_free(r);
-        fed_run_opts ro = {0};
-        ro.store = st;
-        ro.resume_run = r->run_id;
-        fed_config dummy;
-        fed_config_default(&dummy);
-        CHECK_OK(fed_run(&dummy, &ro, r));
-    }
-    fed_round_metrics *rm;
-    CHECK_OK(fed_store_get_rounds(st, r->run_id, &rm, nr));
-    fed_store_close(st);
-    return rm;
-}
-
-static void refused(const fed_config *c, int code, const char *words) {
-    fed_run_result rr;
-    int rc = fed_config_validate(c);
-    if (!rc) rc = fed_run(c, NULL, &rr), fed_run_result_free(&rr);
-    printf("refused (%d): %s\n", rc, fed_last_error());
-    CHECK_EQ_INT(rc, code);
-    CHECK(strstr(fed_last_error(), words) != NULL);
+    return run_in(dir, c, name, r, nr, stop_after);
 }
 
 static void runs(void) {
@@ -394,27 +355,27 @@ static void runs(void) {
     /* refused configurations, each with its reason */
     base(&c);
     snprintf(c.compression, sizeof c.compression, "topk:0.1");
-    refused(&c, FED_EINVAL, "compression");
+    run_refused(&c, FED_EINVAL, "compression");
     base(&c);
     c.sa_enabled = 0;
-    refused(&c, FED_EINVAL, "secure_aggregation.enabled");
+    run_refused(&c, FED_EINVAL, "secure_aggregation.enabled");
     base(&c);
     snprintf(c.strategy, sizeof c.strategy, "fedprox");
-    refused(&c, FED_EINVAL, "fedprox");
+    run_refused(&c, FED_EINVAL, "fedprox");
     base(&c);
     snprintf(c.strategy, sizeof c.strategy, "scaffold");
-    refused(&c, FED_EINVAL, "scaffold");
+    run_refused(&c, FED_EINVAL, "scaffold");
     base(&c);
     snprintf(c.capability, sizeof c.capability, "uniform");
     c.adapt_to_capability = 1;
-    refused(&c, FED_EINVAL, "adapt_to_capability");
+    run_refused(&c, FED_EINVAL, "adapt_to_capability");
     base(&c);
     snprintf(c.model, sizeof c.model, "cnn-bn");
-    refused(&c, FED_EUNSUPPORTED, "BatchNorm");
+    run_refused(&c, FED_EUNSUPPORTED, "BatchNorm");
     base(&c);
     c.sa_bits = 52;   /* 10 clients of 3000 records of 52 bits overflow 64 */
     c.dp_noise_multiplier = 0;
-    refused(&c, FED_ERANGE, "64-bit ring");
+    run_refused(&c, FED_ERANGE, "64-bit ring");
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
