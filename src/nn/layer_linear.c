@@ -11,22 +11,24 @@
  * (one AVX-512 register, or several narrower ones: GCC's generic vectors). Their own
  * function attribute lets the compiler fuse multiply-adds here only. */
 #define SMALL_N 16
+#if defined(__clang__)
+#define FUSE_MADD   /* clang has no optimize attribute; its default contracts within a statement */
+#else
+#define FUSE_MADD __attribute__((optimize("fp-contract=fast")))
+#endif
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-static inline v16 ld16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline float hsum16(v16 v) {
-    float s = 0;
-    for (int q = 0; q < 16; q++) s += v[q];
-    return s;
-}
+/* Macros, not functions: a vector passed or returned by value changes the ABI where
+ * the build does not target AVX-512, which compilers warn about. */
+#define LD16(v, p) memcpy(&(v), (p), sizeof(v))
+#define HSUM16(s, v)                                  \
+    do {                                              \
+        for (int q_ = 0; q_ < 16; q_++) (s) += (v)[q_]; \
+    } while (0)
 
 /* y[i][o] (+)= sum_k x[i][k] w[o][k] for o in [o0, o1), i < n: two weight rows at a
  * time against every example row (2 n accumulators). add: y already holds the bias. */
-__attribute__((optimize("fp-contract=fast"))) static void small_fwd(const float *x, const float *w, float *y, int n,
+FUSE_MADD static void small_fwd(const float *x, const float *w, float *y, int n,
                                                                    int in, int out, size_t o0, size_t o1) {
     int kv = in / 16 * 16;
     size_t o = o0;
@@ -35,15 +37,20 @@ __attribute__((optimize("fp-contract=fast"))) static void small_fwd(const float 
         v16 a0[SMALL_N], a1[SMALL_N];
         for (int i = 0; i < n; i++) a0[i] = a1[i] = (v16){0};
         for (int k = 0; k < kv; k += 16) {
-            v16 p = ld16(w0 + k), q = ld16(w1 + k);
+            v16 p, q;
+            LD16(p, w0 + k);
+            LD16(q, w1 + k);
             for (int i = 0; i < n; i++) {
-                v16 xi = ld16(x + (size_t)i * in + k);
+                v16 xi;
+                LD16(xi, x + (size_t)i * in + k);
                 a0[i] += xi * p;
                 a1[i] += xi * q;
             }
         }
         for (int i = 0; i < n; i++) {
-            float s0 = hsum16(a0[i]), s1 = hsum16(a1[i]);
+            float s0 = 0, s1 = 0;
+            HSUM16(s0, a0[i]);
+            HSUM16(s1, a1[i]);
             const float *xi = x + (size_t)i * in;
             for (int k = kv; k < in; k++) s0 += xi[k] * w0[k], s1 += xi[k] * w1[k];
             y[(size_t)i * out + o] += s0;
@@ -55,8 +62,14 @@ __attribute__((optimize("fp-contract=fast"))) static void small_fwd(const float 
         for (int i = 0; i < n; i++) {
             const float *xi = x + (size_t)i * in;
             v16 a = {0};
-            for (int k = 0; k < kv; k += 16) a += ld16(xi + k) * ld16(w0 + k);
-            float s0 = hsum16(a);
+            for (int k = 0; k < kv; k += 16) {
+                v16 u, v;
+                LD16(u, xi + k);
+                LD16(v, w0 + k);
+                a += u * v;
+            }
+            float s0 = 0;
+            HSUM16(s0, a);
             for (int k = kv; k < in; k++) s0 += xi[k] * w0[k];
             y[(size_t)i * out + o] += s0;
         }
@@ -65,19 +78,22 @@ __attribute__((optimize("fp-contract=fast"))) static void small_fwd(const float 
 
 /* dx[i][k] += sum_o dy[i][o] w[o][k] for k in [k0, k1), i < n: 16 columns of the
  * weights at a time, every row of them once, against every example (n accumulators). */
-__attribute__((optimize("fp-contract=fast"))) static void small_dx(const float *dy, const float *w, float *dx, int n,
+FUSE_MADD static void small_dx(const float *dy, const float *w, float *dx, int n,
                                                                   int in, int out, size_t k0, size_t k1) {
     size_t k = k0;
     for (; k + 16 <= k1; k += 16) {
         v16 a[SMALL_N];
         for (int i = 0; i < n; i++) a[i] = (v16){0};
         for (int o = 0; o < out; o++) {
-            v16 wv = ld16(w + (size_t)o * in + k);
+            v16 wv;
+            LD16(wv, w + (size_t)o * in + k);
             for (int i = 0; i < n; i++) a[i] += dy[(size_t)i * out + o] * wv;
         }
         for (int i = 0; i < n; i++) {
             float *d = dx + (size_t)i * in + k;
-            v16 cur = ld16(d) + a[i];
+            v16 cur;
+            LD16(cur, d);
+            cur += a[i];
             memcpy(d, &cur, sizeof cur);
         }
     }
