@@ -92,7 +92,7 @@ typedef struct fed_config {
     double sa_dropout;          /* secure_aggregation.dropout_fraction: tolerated drop-outs (0.3) */
     double sa_stage_dropout;    /* secure_aggregation.stage_dropout: simulated drop-out per protocol stage (0) */
     int sa_consistency;         /* secure_aggregation.consistency_check: active-adversary variant (false;
-                                   simulation only) */
+                                   over the network the clients need --peer-keys) */
     /* differential privacy (the privacy: section) */
     char dp_mode[24];           /* privacy.mode: none | dp-sgd | dp-fedavg | local | distributed | distributed-dp-sgd */
     double dp_noise_multiplier; /* privacy.noise_multiplier: z (1.0) */
