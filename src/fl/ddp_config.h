@@ -8,6 +8,8 @@
 #include <string.h>
 #include "federate/config.h"
 #include "federate/dp.h"
+#include "federate/error.h"
+#include "federate/fl.h"
 #include "federate/secagg.h"
 
 
@@ -49,4 +51,26 @@ static inline int fed_ddp_record_params(const fed_config *c, size_t dim, uint64_
 }
 
 static inline double fed_ddp_record_clip(const fed_config *c) { return c->dp_clip > 0 ? c->dp_clip : 1.0; }
+
+/* The mechanism of one secure round, for the simulator and the coordinator alike.
+ * distributed-dp-sgd: the unit lr C / B from the learning rate the finished clients
+ * (res[i] OK, a client id of the run) trained with, which must be one rate, or the
+ * server could not read their sum; max_records bounds a client's data. distributed:
+ * fed_ddp_params. */
+static inline int fed_ddp_round_params(const fed_config *c, size_t dim, int round, const fed_result *res, int k,
+                                       long max_records, fed_secagg_ddp *p) {
+    if (!fed_ddp_record_level(c)) return fed_ddp_params(c, dim, (uint64_t)round, p);
+    float lr = 0;
+    int first = -1;
+    for (int i = 0; i < k; i++) {
+        if (res[i].status != FED_RESULT_OK || res[i].client < 0 || res[i].client >= c->num_clients) continue;
+        if (first < 0) first = i, lr = res[i].lr;
+        else if (res[i].lr != lr)
+            return fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd: clients %d and %d trained with learning "
+                                         "rates %g and %g in round %d; every client needs the round's rate",
+                             res[first].client, res[i].client, (double)lr, (double)res[i].lr, round);
+    }
+    double unit = (double)lr * fed_ddp_record_clip(c) / (double)c->batch_size;
+    return fed_ddp_record_params(c, dim, (uint64_t)round, unit, max_records, p);
+}
 #endif

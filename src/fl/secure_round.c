@@ -30,7 +30,6 @@ struct fed_secure_agg {
     uint64_t *ids;     /* distributed DP: the clients' ids name their rounding and noise streams */
     int cap;
     int ddp;           /* privacy.mode distributed or distributed-dp-sgd */
-    int records;       /* distributed-dp-sgd */
 };
 
 int fed_secure_agg_new(fed_secure_agg **out, const fed_config *cfg, const fed_federation *fed) {
@@ -39,8 +38,7 @@ int fed_secure_agg_new(fed_secure_agg **out, const fed_config *cfg, const fed_fe
     fed_secure_agg *sa = calloc(1, sizeof *sa);
     if (!sa) return fed_error(FED_ENOMEM, "secure aggregation: out of memory");
     sa->cfg = *cfg;
-    sa->records = fed_ddp_record_level(cfg);
-    sa->ddp = fed_ddp_enabled(cfg) || sa->records;
+    sa->ddp = fed_ddp_enabled(cfg) || fed_ddp_record_level(cfg);
     /* the weights (example counts) travel inside the masked vector, scaled by a
      * public bound: the largest client */
     for (int i = 0; i < fed->num_clients; i++)
@@ -123,20 +121,7 @@ int fed_secure_agg_round(fed_secure_agg *sa, int round, fed_result *res, int k, 
     if (sa->ddp) {
         /* equal weights, as DP-FedAvg: a client's influence is bounded by the clip alone */
         fed_secagg_ddp dp;
-        if (sa->records) {
-            /* one record moves a client's -lr/B-scaled sum by lr C / B: the same for
-             * every client, or the server could not read the sum */
-            float lr = res[who[0]].lr;
-            for (int j = 1; j < m && !rc; j++)
-                if (res[who[j]].lr != lr)
-                    rc = fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd: clients %d and %d trained with "
-                                               "learning rates %g and %g; every client needs the round's rate",
-                                   res[who[0]].client, res[who[j]].client, (double)lr, (double)res[who[j]].lr);
-            double unit = (double)lr * fed_ddp_record_clip(c) / (double)c->batch_size;
-            if (!rc) rc = fed_ddp_record_params(c, n, (uint64_t)round, unit, (long)sa->weight_max, &dp);
-        } else {
-            rc = fed_ddp_params(c, n, (uint64_t)round, &dp);
-        }
+        rc = fed_ddp_round_params(c, n, round, res, k, (long)sa->weight_max, &dp);
         if (!rc) rc = fed_secagg_ddp_mean(&pc, &dp, m, sa->updates, sa->ids, n, sa->drop_at, mean, sa->included, &st);
     } else {
         rc = fed_secagg_mean(&pc, &enc, m, sa->updates, sa->weights, n, sa->drop_at, mean, sa->included, &st);

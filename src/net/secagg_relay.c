@@ -53,8 +53,7 @@ struct fed_secagg_relay {
     fed_secagg_cfg pc;
     fed_secagg_enc enc;
     int ddp;                  /* privacy.mode distributed or distributed-dp-sgd: noised shares, no weight
-                                 coordinate */
-    int records;              /* distributed-dp-sgd: inputs are sums of clipped records */
+                                 coordinate (dp.records > 0: distributed-dp-sgd) */
     fed_secagg_ddp dp;        /* its mechanism (the noise source is the clients' business) */
     fed_secagg_server *srv;
     int nst;                  /* stages of a round: 4, 5 with the consistency check */
@@ -177,12 +176,13 @@ static char *setup_json(const fed_secagg_relay *r, double stage_timeout) {
     /* distributed DP: what each client needs to size its own noise share; it adds the
      * noise from its own secure randomness (docs/privacy.md) */
     if (j && r->ddp) {
-        json_t *d = json_pack("{s:s, s:f, s:f, s:i, s:I}", "mode", r->records ? "distributed-dp-sgd" : "distributed",
+        int records = r->dp.records > 0;
+        json_t *d = json_pack("{s:s, s:f, s:f, s:i, s:I}", "mode", records ? "distributed-dp-sgd" : "distributed",
                               "ddp_clip", r->dp.clip, "noise_multiplier", r->cfg.dp_noise_multiplier,
                               "min_survivors", r->dp.min_survivors, "dim", (json_int_t)r->dp.dim);
         /* record level: ddp_clip is one record's bound lr C / B, and the ring holds
          * max_records of them per client */
-        if (d && r->records && json_object_set_new(d, "max_records", json_integer(r->dp.records))) {
+        if (d && records && json_object_set_new(d, "max_records", json_integer(r->dp.records))) {
             json_decref(d);
             d = NULL;
         }
@@ -226,8 +226,7 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     r->round = round;
     r->state = RS_OPEN;
     r->stage = 0;
-    r->records = fed_ddp_record_level(c);
-    r->ddp = fed_ddp_enabled(c) || r->records;
+    r->ddp = fed_ddp_enabled(c) || fed_ddp_record_level(c);
     for (int i = 0; i < k; i++)
         if (res[i].status == FED_RESULT_OK && res[i].client >= 0 && res[i].client < c->num_clients) m++;
     rep->participants = m;
@@ -274,24 +273,9 @@ int fed_secagg_relay_round(fed_secagg_relay *r, int64_t run, int round, double w
     if (r->ddp) {
         /* the mechanism as the simulation's secure round builds it (ddp_config.h); the
          * accountant (privacy.c) charges exactly this one */
-        if (r->records) {
-            /* one record moves an input by lr C / B, the same for every client (the
-             * coordinator checked each upload's lr against its task) */
-            float lr = 0;
-            for (int i = 0; i < k && !rc; i++) {
-                if (res[i].status != FED_RESULT_OK || res[i].client < 0 || res[i].client >= c->num_clients) continue;
-                if (lr == 0) lr = res[i].lr;
-                else if (res[i].lr != lr)
-                    rc = fed_error(FED_EINVAL, "privacy.mode distributed-dp-sgd: clients trained with learning rates "
-                                               "%g and %g in round %d; every client needs the round's rate",
-                                   (double)lr, (double)res[i].lr, round);
-            }
-            if (rc) goto fail;
-            double unit = (double)lr * fed_ddp_record_clip(c) / (double)c->batch_size;
-            if ((rc = fed_ddp_record_params(c, n, (uint64_t)round, unit, (long)r->enc.weight_max, &r->dp))) goto fail;
-        } else if ((rc = fed_ddp_params(c, n, (uint64_t)round, &r->dp))) {
-            goto fail;
-        }
+        /* distributed-dp-sgd: the unit lr C / B (the coordinator checked each upload's
+         * lr against its task) */
+        if ((rc = fed_ddp_round_params(c, n, round, res, k, (long)r->enc.weight_max, &r->dp))) goto fail;
         if (m < r->dp.min_survivors) {
             rc = fed_error(FED_ESTATE, "distributed DP: round %d has %d clients for secure aggregation, fewer than "
                                        "the %d whose noise shares the privacy guarantee needs; the protocol does not "

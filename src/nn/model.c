@@ -10,6 +10,7 @@
 #include "federate/error.h"
 #include "federate/loss.h"
 #include "federate/rng.h"
+#include "federate/vec.h"
 #include "nn_internal.h"
 
 static double now_s(void) {
@@ -253,9 +254,7 @@ int fed_model_sgd_step(fed_model *m, const float *x, const int32_t *y, int n, fl
         for (int i = 0; i < m->nlayers && !linear; i++)
             linear = m->layers[i].kind == L_LINEAR && (ti->offset == m->layers[i].w_off || ti->offset == m->layers[i].b_off);
         if (linear) continue;
-        float *restrict p = m->params + ti->offset;
-        const float *restrict g = m->grads + ti->offset;
-        for (size_t j = 0; j < ti->numel; j++) p[j] = p[j] + -lr * g[j];
+        fed_vec_axpy(m->params + ti->offset, -lr, m->grads + ti->offset, ti->numel);   /* as sgd_plain */
     }
     return 0;
 }
