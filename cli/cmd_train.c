@@ -88,7 +88,8 @@ int cmd_train(int argc, char **argv) {
     sched.step_size = (int)(step_size * steps_per_epoch);
     sched.total_steps = (int)(epochs * steps_per_epoch);
     if ((rc = fed_lr_kind_from_name(sched_name, &sched.kind))) { cli_fail("train", "bad --schedule", rc); goto out; }
-    fed_augment aug = {crop, flip, (float)rotate};
+    float black[3];   /* pad with black, as torchvision pads before it normalizes */
+    fed_augment aug = {crop, flip, (float)rotate, fed_dataset_black(dataset, black, 3) == 0 ? black : NULL};
     int augmenting = crop || flip || rotate > 0;
 
     printf("model %s (%zu parameters), %s: %d training / %d test examples, %d thread%s\n", model_name,

@@ -1,9 +1,11 @@
 /* Augmentation: off means a copy; every flip is the image or its mirror; every crop
- * is the image shifted by at most pad with zeros shifted in; rotations at known
+ * is the image shifted by at most pad with zeros shifted in, or each channel's fill
+ * value when one is given (the data set's normalized black); rotations at known
  * angles move pixels where they should; the same stream address repeats itself. */
 #include <string.h>
 #include "check.h"
 #include "federate/data.h"
+#include "federate/error.h"
 
 #define C 2
 #define H 5
@@ -25,17 +27,19 @@ static int is_mirror(const float *in, const float *out) {
     return 1;
 }
 
-/* out[y][x] == in[y + sy][x + sx], zero where that is outside. */
-static int is_shift(const float *in, const float *out, int sy, int sx) {
+/* out[y][x] == in[y + sy][x + sx], fill[ch] (0 without) where that is outside. */
+static int is_shift_fill(const float *in, const float *out, int sy, int sx, const float *fill) {
     for (int ch = 0; ch < C; ch++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
                 int yy = y + sy, xx = x + sx;
-                float want = yy >= 0 && yy < H && xx >= 0 && xx < W ? at(in, ch, yy, xx) : 0.0f;
+                float want = yy >= 0 && yy < H && xx >= 0 && xx < W ? at(in, ch, yy, xx) : fill ? fill[ch] : 0.0f;
                 if (at(out, ch, y, x) != want) return 0;
             }
     return 1;
 }
+
+static int is_shift(const float *in, const float *out, int sy, int sx) { return is_shift_fill(in, out, sy, sx, NULL); }
 
 int main(void) {
     float in[N], out[N], out2[N];
@@ -45,24 +49,24 @@ int main(void) {
 
     /* Off: a bit-exact copy, and no draws taken from the stream. */
     {
-        fed_augment off = {0, 0, 0.0f};
+        fed_augment off = {0, 0, 0.0f, NULL};
         fed_rng before = r;
         fed_augment_apply(&off, in, out, C, H, W, &r);
         CHECK(memcmp(in, out, sizeof in) == 0);
         CHECK(memcmp(&before, &r, sizeof r) == 0);
         fed_augment_apply(NULL, in, out, C, H, W, &r);
         CHECK(memcmp(in, out, sizeof in) == 0);
-        fed_augment neg = {-3, 0, -10.0f};   /* negative means off too */
+        fed_augment neg = {-3, 0, -10.0f, NULL};   /* negative means off too */
         fed_augment_apply(&neg, in, out, C, H, W, &r);
         CHECK(memcmp(in, out, sizeof in) == 0);
-        fed_augment on = {2, 1, 20.0f};
+        fed_augment on = {2, 1, 20.0f, NULL};
         fed_augment_apply(&on, in, out, C, H, W, NULL);   /* no stream: no augmentation */
         CHECK(memcmp(in, out, sizeof in) == 0);
     }
 
     /* Flip: each output is the image or its mirror, each about half the time. */
     {
-        fed_augment flip = {0, 1, 0.0f};
+        fed_augment flip = {0, 1, 0.0f, NULL};
         int mirrored = 0, same = 0;
         for (int t = 0; t < 400; t++) {
             fed_augment_apply(&flip, in, out, C, H, W, &r);
@@ -86,7 +90,7 @@ int main(void) {
     /* Crop after padding by 2: the content shifts by (sy, sx) in [-2, 2]^2, all 25
      * shifts occur, the same shift for every channel (checked by is_shift). */
     {
-        fed_augment crop = {2, 0, 0.0f};
+        fed_augment crop = {2, 0, 0.0f, NULL};
         int seen[5][5] = {{0}};
         for (int t = 0; t < 2000; t++) {
             fed_augment_apply(&crop, in, out, C, H, W, &r);
@@ -103,8 +107,39 @@ int main(void) {
             for (int j = 0; j < 5; j++) CHECK(seen[i][j] > 40);
         CHECK(seen[2][2] < 2000);
         /* A pad wider than the image can blank it entirely, but never crashes. */
-        fed_augment wide = {W + 3, 0, 0.0f};
+        fed_augment wide = {W + 3, 0, 0.0f, NULL};
         for (int t = 0; t < 200; t++) fed_augment_apply(&wide, in, out, C, H, W, &r);
+    }
+
+    /* A fill value per channel: shifted-in pixels and rotated-in corners take it. The
+     * data sets' black is (0 - mean) / std. */
+    {
+        const float fv[C] = {-0.5f, -2.0f};
+        fed_augment crop = {2, 0, 0.0f, fv};
+        int shifted = 0;
+        for (int t = 0; t < 200; t++) {
+            fed_augment_apply(&crop, in, out, C, H, W, &r);
+            int found = 0;
+            for (int sy = -2; sy <= 2; sy++)
+                for (int sx = -2; sx <= 2; sx++) found += is_shift_fill(in, out, sy, sx, fv);
+            CHECK_EQ_INT(found, 1);
+            shifted += !is_shift_fill(in, out, 0, 0, fv);
+        }
+        CHECK(shifted > 150);
+        fed_augment rot = {0, 0, 45.0f, fv};
+        int corners = 0;
+        for (int t = 0; t < 50; t++) {
+            fed_augment_apply(&rot, in, out, C, H, W, &r);
+            for (int ch = 0; ch < C; ch++) corners += at(out, ch, 0, 0) == fv[ch];
+        }
+        CHECK(corners > 0);
+        float black[3];
+        CHECK_OK(fed_dataset_black("mnist", black, 3));
+        CHECK_NEAR(black[0], -0.1307 / 0.3081, 1e-6);
+        CHECK_OK(fed_dataset_black("cifar10", black, 3));
+        CHECK_NEAR(black[2], -0.4465 / 0.2616, 1e-6);
+        CHECK(fed_dataset_black("cifar10", black, 1) != 0);   /* no room for three channels */
+        CHECK(fed_dataset_black("imagenet", black, 3) != 0);
     }
 
     /* Rotation at fixed angles. */
@@ -143,7 +178,7 @@ int main(void) {
     /* Random rotation: a tiny range is close to identity; the center of an odd-sized
      * image never moves; channels share one angle (channel 1 = 3 * channel 0 stays so). */
     {
-        fed_augment tiny = {0, 0, 1e-3f};
+        fed_augment tiny = {0, 0, 1e-3f, NULL};
         fed_augment_apply(&tiny, in, out, C, H, W, &r);
         for (int ch = 0; ch < C; ch++)
             for (int y = 1; y < H - 1; y++)
@@ -153,7 +188,7 @@ int main(void) {
             a[i] = (float)((i * 13) % 17);
             a[49 + i] = 3.0f * a[i];
         }
-        fed_augment rot = {0, 0, 40.0f};
+        fed_augment rot = {0, 0, 40.0f, NULL};
         int changed = 0;
         for (int t = 0; t < 50; t++) {
             fed_augment_apply(&rot, a, b, 2, 7, 7, &r);
@@ -167,7 +202,7 @@ int main(void) {
     /* Determinism: the same address gives the same sequence of augmentations, another
      * address a different one. */
     {
-        fed_augment all = {2, 1, 15.0f};
+        fed_augment all = {2, 1, 15.0f, NULL};
         fed_rng r1, r2, r3;
         fed_rng_init(&r1, 42, 3, 7, FED_RNG_AUGMENT);
         fed_rng_init(&r2, 42, 3, 7, FED_RNG_AUGMENT);

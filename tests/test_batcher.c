@@ -172,7 +172,7 @@ int main(void) {
     /* Augmentation through the batcher: with flips on a 1x2 image, each example is
      * (i, -i) or (-i, i); the same stream gives the same batches. */
     {
-        fed_augment flip = {0, 1, 0.0f};
+        fed_augment flip = {0, 1, 0.0f, NULL};
         fed_rng a1, a2;
         fed_rng_init(&a1, 3, 0, 0, FED_RNG_AUGMENT);
         fed_rng_init(&a2, 3, 0, 0, FED_RNG_AUGMENT);

@@ -69,6 +69,9 @@ typedef struct fed_config {
     double momentum;            /* momentum: client SGD momentum (0) */
     double weight_decay;        /* weight_decay (0) */
     double lr_decay;            /* lr_decay: client lr multiplied by this every round (1) */
+    int augment_crop;           /* augment_crop: random crop after padding by this many pixels (0 = off) */
+    int augment_flip;           /* augment_flip: random horizontal flips (false) */
+    double augment_rotate;      /* augment_rotate: random rotation up to this many degrees (0 = off) */
     /* strategy */
     char strategy[16];          /* strategy: fedavg | fedavgm | fedprox | scaffold | qfedavg | fedadam | fedyogi | fedadagrad | fednova | fedbuff */
     double server_lr;           /* server_lr (1.0) */

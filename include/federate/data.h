@@ -35,6 +35,10 @@ int fed_cifar_read(const char *const *paths, int npaths, fed_dataset *out);
  * Normalizes with the data set's usual per-channel mean/std. A missing data set
  * is FED_ENOTFOUND with the command that fetches it in fed_last_error(). */
 int fed_dataset_load(const char *name, int train, const char *data_dir, fed_dataset *out);
+/* The normalized value of a black pixel (byte 0) in each of the named data set's
+ * channels, into fill[0 .. c): what augmentation pads with, as torchvision pads
+ * before it normalizes. -1 (with an error) for an unknown name or c too small. */
+int fed_dataset_black(const char *name, float *fill, int c);
 /* The default data directory ($FEDERATE_DATA or ~/.cache/federate) into buf. */
 int fed_data_dir(char *buf, size_t size);
 /* x = (x - mean[c]) / std[c] for each channel c. */
@@ -46,9 +50,11 @@ size_t fed_dataset_example_size(const fed_dataset *d);   /* c * h * w */
 
 /* Augmentation, applied per example. Zeros mean "off". */
 typedef struct fed_augment {
-    int crop_pad;        /* random crop after zero padding by this many pixels */
+    int crop_pad;        /* random crop after padding by this many pixels */
     int hflip;           /* random horizontal flip with probability 1/2 */
-    float rotate_deg;    /* random rotation in [-deg, deg], bilinear, zero fill */
+    float rotate_deg;    /* random rotation in [-deg, deg], bilinear */
+    const float *fill;   /* per channel, the value of pixels from outside the image:
+                            padding and rotated-in corners (NULL: 0) */
 } fed_augment;
 /* out (c*h*w) = augmented in; in and out must not overlap. */
 void fed_augment_apply(const fed_augment *a, const float *in, float *out, int c, int h, int w, fed_rng *r);

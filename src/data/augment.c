@@ -1,6 +1,8 @@
 /* Per-example augmentation in the order torchvision pipelines use for CIFAR:
- * random crop after zero padding, random horizontal flip, random rotation
- * (bilinear, zero fill). All three are one inverse mapping, so no scratch buffer. */
+ * random crop after padding, random horizontal flip, random rotation (bilinear).
+ * Pixels from outside the image take the channel's fill value (the normalized
+ * black that torchvision pads with before normalizing, or 0). All three are one
+ * inverse mapping, so no scratch buffer. */
 #include <math.h>
 #include <string.h>
 #include "federate/data.h"
@@ -15,12 +17,12 @@ typedef struct {
     int flip;          /* flip: out2[y][x] = out1[y][w - 1 - x] */
 } geom;
 
-/* Pixel (iy, ix) of the cropped and flipped plane, zero outside it. */
-static inline float fetch(const float *plane, const geom *g, int iy, int ix) {
-    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return 0.0f;
+/* Pixel (iy, ix) of the cropped and flipped plane, fill outside it. */
+static inline float fetch(const float *plane, const geom *g, int iy, int ix, float fill) {
+    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return fill;
     int y = iy + g->oy - g->pad;
     int x = (g->flip ? g->w - 1 - ix : ix) + g->ox - g->pad;
-    if (y < 0 || y >= g->h || x < 0 || x >= g->w) return 0.0f;
+    if (y < 0 || y >= g->h || x < 0 || x >= g->w) return fill;
     return plane[(size_t)y * g->w + x];
 }
 
@@ -31,13 +33,14 @@ static double snap(double v) {
     return fabs(v - r) < 1e-9 ? r : v;
 }
 
-static void transform(const float *in, float *out, int c, const geom *g, double deg) {
+static void transform(const float *in, float *out, int c, const geom *g, double deg, const float *fill) {
     size_t plane = (size_t)g->h * g->w;
+#define FILL(ch) (fill ? fill[ch] : 0.0f)
     if (deg == 0.0) {
         for (int ch = 0; ch < c; ch++)
             for (int y = 0; y < g->h; y++)
                 for (int x = 0; x < g->w; x++)
-                    out[ch * plane + (size_t)y * g->w + x] = fetch(in + ch * plane, g, y, x);
+                    out[ch * plane + (size_t)y * g->w + x] = fetch(in + ch * plane, g, y, x, FILL(ch));
         return;
     }
     /* Inverse map: an output pixel samples the source at the output position rotated
@@ -50,27 +53,29 @@ static void transform(const float *in, float *out, int c, const geom *g, double 
             double dx = x - cx, dy = y - cy;
             double sx = snap(cx + cs * dx - sn * dy), sy = snap(cy + sn * dx + cs * dy);
             double fx = floor(sx), fy = floor(sy);
-            /* Samples more than a pixel outside the plane read only zeros. */
+            /* Samples more than a pixel outside the plane read only the fill. */
             if (fx < -1 || fx > g->w || fy < -1 || fy > g->h) {
-                for (int ch = 0; ch < c; ch++) out[ch * plane + (size_t)y * g->w + x] = 0.0f;
+                for (int ch = 0; ch < c; ch++) out[ch * plane + (size_t)y * g->w + x] = FILL(ch);
                 continue;
             }
             int x0 = (int)fx, y0 = (int)fy;
             float ax = (float)(sx - fx), ay = (float)(sy - fy);
             for (int ch = 0; ch < c; ch++) {
                 const float *p = in + ch * plane;
-                float top = (1 - ax) * fetch(p, g, y0, x0) + ax * fetch(p, g, y0, x0 + 1);
-                float bot = (1 - ax) * fetch(p, g, y0 + 1, x0) + ax * fetch(p, g, y0 + 1, x0 + 1);
+                float f = FILL(ch);
+                float top = (1 - ax) * fetch(p, g, y0, x0, f) + ax * fetch(p, g, y0, x0 + 1, f);
+                float bot = (1 - ax) * fetch(p, g, y0 + 1, x0, f) + ax * fetch(p, g, y0 + 1, x0 + 1, f);
                 out[ch * plane + (size_t)y * g->w + x] = (1 - ay) * top + ay * bot;
             }
         }
     }
+#undef FILL
 }
 
 void fed_augment_rotate(const float *in, float *out, int c, int h, int w, float deg) {
     if (!in || !out || c <= 0 || h <= 0 || w <= 0) return;
     geom g = {h, w, 0, 0, 0, 0};
-    transform(in, out, c, &g, isfinite(deg) ? deg : 0.0);
+    transform(in, out, c, &g, isfinite(deg) ? deg : 0.0, NULL);
 }
 
 void fed_augment_apply(const fed_augment *a, const float *in, float *out, int c, int h, int w, fed_rng *r) {
@@ -96,5 +101,5 @@ void fed_augment_apply(const fed_augment *a, const float *in, float *out, int c,
     if (hflip) g.flip = fed_rng_uniformf(r) < 0.5f;
     double angle = 0.0;
     if (deg > 0.0f) angle = (2.0 * fed_rng_uniform(r) - 1.0) * deg;
-    transform(in, out, c, &g, angle);
+    transform(in, out, c, &g, angle, a ? a->fill : NULL);
 }

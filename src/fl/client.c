@@ -127,6 +127,12 @@ int fed_client_fit(const fed_client_env *env, fed_model *m, const fed_task *task
     to.dp_secure_noise = ins->secure_noise;
     to.dp_grad_only = ins->dpsgd_sum;
     to.unfused = !strcmp(cfg->kernels, "reference");
+    float black[3];
+    fed_augment aug = {cfg->augment_crop, cfg->augment_flip, (float)cfg->augment_rotate, NULL};
+    if (aug.crop_pad || aug.hflip || aug.rotate_deg > 0) {
+        aug.fill = fed_dataset_black(cfg->dataset, black, 3) == 0 ? black : NULL;
+        to.augment = &aug;
+    }
     if (ins->dpsgd_sum && (ins->dpsgd_clip <= 0 || to.max_steps != 1 || c_minus_ci)) {
         rc = fed_error(FED_EINVAL, "client %d: a DP-SGD sum is one clipped step (clip %g, %ld steps)", k,
                        (double)ins->dpsgd_clip, to.max_steps);

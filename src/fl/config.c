@@ -144,6 +144,13 @@ static const fed_config_key keys[] = {
     {"weight_decay", FED_CONFIG_DOUBLE, FIELD(weight_decay), 0, 1, NULL, "client L2 weight decay"},
     {"lr_decay", FED_CONFIG_DOUBLE, FIELD(lr_decay), 0, 1, NULL,
      "client learning rate is multiplied by this every round (must be > 0)"},
+    {"augment_crop", FED_CONFIG_INT, FIELD(augment_crop), 0, 16, NULL,
+     "client data augmentation: each training example randomly cropped back to its size after padding it with "
+     "black by this many pixels, i.e. shifted by up to this many pixels (0 = off)"},
+    {"augment_flip", FED_CONFIG_BOOL, FIELD(augment_flip), NO_RANGE, NULL,
+     "client data augmentation: random horizontal flips (for CIFAR, not digits)"},
+    {"augment_rotate", FED_CONFIG_DOUBLE, FIELD(augment_rotate), 0, 180, NULL,
+     "client data augmentation: random rotation by up to this many degrees, bilinear (0 = off)"},
     /* strategy */
     {"strategy", FED_CONFIG_STRING, FIELD(strategy), NO_RANGE, strategies,
      "federated algorithm run on the server"},

@@ -7,7 +7,8 @@
  *   forward   Y_t = A^T [ U (.) V_t ] A,      U = G g G^T,  V_t = B^T d_t B
  *   dweights  dg  = G^T [ sum_t M_t (.) V_t ] G,            M_t = A dY_t A^T
  *   dinput    dd_t = B [ U (.) M_t ] B^T, overlap-added over the tiles,
- * so all three products cost 36 GEMMs each, 2.8x fewer multiplies than im2col.
+ * so all three products cost 36 GEMMs each, 2.8x fewer multiplies than im2col. The
+ * GEMMs are wino_gemm.c's, which read the operands in place.
  * The transforms use the interpolation points 0, 1, -1, 2, -2 and infinity (the
  * Toom-Cook construction; tests/test_nn_winograd.c checks them against im2col).
  *
@@ -16,7 +17,6 @@
  * 36 GEMMs reads and writes rows 36 T apart), U and dU as [36][out][in]. Each transform
  * is two passes of small constant matrices over whole rows of T values, so the compiler
  * vectorizes them across tiles. */
-#include <cblas.h>
 #include <string.h>
 #include "nn_internal.h"
 
@@ -227,8 +227,8 @@ static void fwd_task(void *vctx, size_t task, int worker) {
         float *v = keep ? keep + i0 * nn_wino_keep_floats(l) : s.v;
         input_to_v(m, l, i0, nb, v, s.x, s.z, s.pad);
         for (int xi = 0; xi < WN; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, (int)T, C, 1.0f, u + (size_t)xi * M * C, C,
-                        v + (size_t)xi * T, (int)(WN * T), 0.0f, s.mo + (size_t)xi * T, (int)(WN * T));
+            nn_gemm_ab(M, (int)T, C, u + (size_t)xi * M * C, (size_t)C, 1, v + (size_t)xi * T, WN * T,
+                       s.mo + (size_t)xi * T, WN * T);
         for (int o = 0; o < M; o++) {
             /* A^T M A: the 2x2 outputs of every tile, as y2[r][s][t] in s.x */
             float *y2 = s.x;
@@ -321,14 +321,14 @@ static void bwd_task(void *vctx, size_t task, int worker) {
             if (!keep) input_to_v(m, l, i0, nb, v, s.x, s.z, s.pad);
             /* dU_xi += M_xi V_xi^T */
             for (int xi = 0; xi < WN; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, C, (int)T, 1.0f, s.mo + (size_t)xi * T,
-                            (int)(WN * T), v + (size_t)xi * T, (int)(WN * T), 1.0f, s.du + (size_t)xi * M * C, C);
+                nn_gemm_abt_acc(M, C, (int)T, s.mo + (size_t)xi * T, WN * T, v + (size_t)xi * T, WN * T,
+                                s.du + (size_t)xi * M * C, (size_t)C);
         }
         if (dx) {
             /* dV_xi = U_xi^T M_xi, as [in][36][T] */
             for (int xi = 0; xi < WN; xi++)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)T, M, 1.0f, u + (size_t)xi * M * C, C,
-                            s.mo + (size_t)xi * T, (int)(WN * T), 0.0f, s.dv + (size_t)xi * T, (int)(WN * T));
+                nn_gemm_ab(C, (int)T, M, u + (size_t)xi * M * C, 1, (size_t)C, s.mo + (size_t)xi * T, WN * T,
+                           s.dv + (size_t)xi * T, WN * T);
             int PH = pad_h(l), PW = pad_w(l);
             for (int c = 0; c < C; c++) {
                 float *d6 = s.x;   /* B dV B^T: [a][b][t]; B[a][i] = BT[i][a] */

@@ -105,6 +105,65 @@ FUSE_MADD static void small_dx(const float *dy, const float *w, float *dx, int n
         }
 }
 
+/* Plain SGD's backward in one pass over the weights (fed_model_sgd_step), columns
+ * [k0, k1): dx[i][k] += sum_o dy[i][o] w[o][k] with the weights as they were, then
+ * w[o][k] += -lr sum_i dy[i][o] x[i][k]. Each weight is read and written once instead
+ * of read for dx and then read and written again by the update GEMM: fc1 (6.4 MB) is
+ * streamed from memory, so that pass is most of the layer's backward. dx may be NULL
+ * (a first layer). Constant n lets the compiler keep all 2 n vectors in registers. */
+static inline __attribute__((always_inline)) void dx_sgd_cols(const float *dy, const float *x, float *w, float *dx,
+                                                              const int n, int in, int out, size_t k, float lr) {
+    v16 a[SMALL_N], xv[SMALL_N];
+    for (int i = 0; i < n; i++) {
+        a[i] = (v16){0};
+        LD16(xv[i], x + (size_t)i * in + k);
+    }
+    for (int o = 0; o < out; o++) {
+        float *wp = w + (size_t)o * in + k;
+        const float *d = dy + o;
+        v16 wv, g = {0};
+        LD16(wv, wp);
+        for (int i = 0; i < n; i++) {
+            float di = d[(size_t)i * out];
+            a[i] += di * wv;
+            g += di * xv[i];
+        }
+        wv += -lr * g;
+        memcpy(wp, &wv, sizeof wv);
+    }
+    if (dx)
+        for (int i = 0; i < n; i++) {
+            float *p = dx + (size_t)i * in + k;
+            v16 cur;
+            LD16(cur, p);
+            cur += a[i];
+            memcpy(p, &cur, sizeof cur);
+        }
+}
+
+FUSE_MADD static void small_dx_sgd(const float *dy, const float *x, float *w, float *dx, int n, int in, int out,
+                                   size_t k0, size_t k1, float lr) {
+    size_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+        if (n == 10) dx_sgd_cols(dy, x, w, dx, 10, in, out, k, lr); /* B = 10, the FedAvg baseline */
+        else dx_sgd_cols(dy, x, w, dx, n, in, out, k, lr);
+    }
+    for (; k < k1; k++) { /* the same arithmetic as one lane of the vectors above */
+        float a[SMALL_N] = {0};
+        for (int o = 0; o < out; o++) {
+            float *wp = w + (size_t)o * in + k, g = 0;
+            for (int i = 0; i < n; i++) {
+                float di = dy[(size_t)i * out + o];
+                a[i] += di * *wp;
+                g += di * x[(size_t)i * in + k];
+            }
+            *wp += -lr * g;
+        }
+        if (dx)
+            for (int i = 0; i < n; i++) dx[(size_t)i * in + k] += a[i];
+    }
+}
+
 typedef struct lin_ctx { fed_model *m; const layer *l; int tasks; int fused; } lin_ctx;
 
 static void lin_fwd_task(void *vctx, size_t task, int worker) {
@@ -176,6 +235,15 @@ static void lin_bwd_task(void *vctx, size_t task, int worker) {
     }
 }
 
+/* b[o] <- b[o] - lr sum_i dy[i][o], as the optimizer's plain step on that gradient */
+static void bias_sgd(const float *dy, float *b, int n, int out, size_t o0, size_t o1, float lr) {
+    for (size_t o = o0; o < o1; o++) {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += dy[(size_t)i * out + o];
+        b[o] = b[o] + -lr * s;
+    }
+}
+
 /* fed_model_sgd_step: W[o0:o1] <- W[o0:o1] + (-lr) dY[:, o0:o1]^T X, b likewise, once
  * every task's input gradient (which reads all of W) is done. */
 static void lin_sgd_task(void *vctx, size_t task, int worker) {
@@ -191,14 +259,26 @@ static void lin_sgd_task(void *vctx, size_t task, int worker) {
     if (o1 == o0) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, -lr, dy + o0, out, x, in, 1.0f,
                 m->params + l->w_off + o0 * in, in);
-    if (l->b_off != SIZE_MAX) {
-        float *b = m->params + l->b_off;
-        for (size_t o = o0; o < o1; o++) {
-            float s = 0;
-            for (int i = 0; i < n; i++) s += dy[(size_t)i * out + o];
-            b[o] = b[o] + -lr * s;   /* as the optimizer's plain step on the bias gradient s */
-        }
-    }
+    if (l->b_off != SIZE_MAX) bias_sgd(dy, m->params + l->b_off, n, out, o0, o1, lr);
+}
+
+/* fed_model_sgd_step with the fast small-batch kernels: tasks split the columns in
+ * whole vectors (so the split never changes a column's arithmetic) and the bias. */
+static void lin_dx_sgd_task(void *vctx, size_t task, int worker) {
+    (void)worker;
+    lin_ctx *c = vctx;
+    fed_model *m = c->m;
+    const layer *l = c->l;
+    int in = (int)shape_size(l->ish), out = l->osh.c, n = m->n;
+    const float *x = nn_act(m, l->in), *dy = m->ws.grad[l->out];
+    float lr = m->fused_lr;
+    size_t v0, v1, o0, o1;
+    nn_split(((size_t)in + 15) / 16, (size_t)c->tasks, task, &v0, &v1);
+    size_t k0 = v0 * 16, k1 = v1 * 16 < (size_t)in ? v1 * 16 : (size_t)in;
+    if (k1 > k0)
+        small_dx_sgd(dy, x, m->params + l->w_off, l->in != 0 ? m->ws.grad[l->in] : NULL, n, in, out, k0, k1, lr);
+    nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
+    if (l->b_off != SIZE_MAX) bias_sgd(dy, m->params + l->b_off, n, out, o0, o1, lr);
 }
 
 void nn_linear_backward(fed_model *m, const layer *l) {
@@ -206,6 +286,12 @@ void nn_linear_backward(fed_model *m, const layer *l) {
     int in = (int)shape_size(l->ish);
     int most = l->osh.c > in ? l->osh.c : in;
     int fused = m->fused_lr > 0 && m->bwd_mode == NN_BWD_ALL;
+    if (fused && m->fast && m->n <= SMALL_N) {
+        int vecs = (in + 15) / 16;
+        lin_ctx c = {m, l, t < vecs ? t : vecs, 1};
+        fed_pool_run(m->pool, (size_t)c.tasks, lin_dx_sgd_task, &c);
+        return;
+    }
     lin_ctx c = {m, l, t < most ? t : most, fused};
     fed_pool_run(m->pool, (size_t)c.tasks, lin_bwd_task, &c);
     if (fused) {

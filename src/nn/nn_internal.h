@@ -138,6 +138,15 @@ size_t nn_wino_u_floats(const layer *l);      /* transformed weights */
 size_t nn_wino_scratch_floats(const layer *l);/* per worker */
 void nn_wino_forward(fed_model *m, const layer *l);
 void nn_wino_backward(fed_model *m, const layer *l);
+/* Small single-threaded GEMMs on operands in place (wino_gemm.c), for the fast
+ * kernels' Winograd passes. nn_gemm_ab: C[m][t] = sum_k A(m, k) B[k][t] for m < M,
+ * t < N, k < K, with A(m, k) = a[m ars + k acs] (either orientation), B's rows and C's
+ * rows contiguous (ldb, ldc apart); C is overwritten. nn_gemm_abt_acc: C[m][n] +=
+ * sum_t A[m][t] B[n][t], rows lda, ldb and ldc apart. */
+void nn_gemm_ab(int M, int N, int K, const float *a, size_t ars, size_t acs, const float *b, size_t ldb, float *c,
+                size_t ldc);
+void nn_gemm_abt_acc(int M, int N, int T, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                     size_t ldc);
 void nn_linear_per_example_sqnorm(fed_model *m, const layer *l, double *sq);
 
 static inline const float *nn_act(const fed_model *m, int slot) {
