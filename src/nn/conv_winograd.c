@@ -19,6 +19,7 @@
  * vectorizes them across tiles. */
 #include <string.h>
 #include "nn_internal.h"
+#include "simd.h"
 
 #define WA 6   /* tile side: 2 + 5 - 1 */
 #define WN 36  /* WA * WA */
@@ -207,6 +208,21 @@ static void input_to_v(const fed_model *m, const layer *l, size_t i0, int nb, fl
     }
 }
 
+/* The sum of a plane of n values, 16 lanes at a time (a serial sum waits on each add). */
+FUSE_MADD static float plane_sum(const float *r, int n) {
+    v16 acc = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        v16 v;
+        LD16(v, r + j);
+        acc += v;
+    }
+    float s = 0;
+    HSUM16(s, acc);
+    for (; j < n; j++) s += r[j];
+    return s;
+}
+
 typedef struct wctx { fed_model *m; const layer *l; int tasks; int li; } wctx;
 
 static void fwd_task(void *vctx, size_t task, int worker) {
@@ -281,6 +297,7 @@ static void bwd_task(void *vctx, size_t task, int worker) {
     float *gw = want_params ? base + l->w_off : NULL;
     float *gb = want_params && l->b_off != SIZE_MAX ? base + l->b_off : NULL;
     float *keep = m->ws.wino_v_valid[ctx->li] ? m->ws.wino_v[ctx->li] : NULL;
+    int even = OH % 2 == 0 && OW % 2 == 0;
     wscr s = scratch(m, l, worker);
     if (gw) memset(s.du, 0, nn_wino_u_floats(l) * sizeof(float));
     if (gb) memset(gb, 0, (size_t)M * sizeof(float));
@@ -298,6 +315,10 @@ static void bwd_task(void *vctx, size_t task, int worker) {
                         for (int ty = 0; ty < TY; ty++) {
                             int oy = 2 * ty + r;
                             float *row = dst + (size_t)e * tiles + (size_t)ty * TX;
+                            if (even) {   /* every tile whole: a strided gather */
+                                gather_row(row, dyo + (size_t)oy * OW + sx, TX);
+                                continue;
+                            }
                             for (int tx = 0; tx < TX; tx++) {
                                 int ox = 2 * tx + sx;
                                 row[tx] = oy < OH && ox < OW ? dyo[(size_t)oy * OW + ox] : 0.0f;
@@ -310,12 +331,7 @@ static void bwd_task(void *vctx, size_t task, int worker) {
         }
         if (gb)
             for (int e = 0; e < nb; e++)
-                for (int o = 0; o < M; o++) {
-                    const float *r = dy + (i0 + (size_t)e) * osz + (size_t)o * OH * OW;
-                    float sum = 0;
-                    for (int j = 0; j < OH * OW; j++) sum += r[j];
-                    gb[o] += sum;
-                }
+                for (int o = 0; o < M; o++) gb[o] += plane_sum(dy + (i0 + (size_t)e) * osz + (size_t)o * OH * OW, OH * OW);
         if (gw) {
             float *v = keep ? keep + i0 * nn_wino_keep_floats(l) : s.v;
             if (!keep) input_to_v(m, l, i0, nb, v, s.x, s.z, s.pad);

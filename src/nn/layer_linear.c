@@ -4,27 +4,12 @@
 #include <cblas.h>
 #include <string.h>
 #include "nn_internal.h"
+#include "simd.h"
 
 /* Fast kernels for small batches (n <= SMALL_N, a client's local step): BLAS copies the
  * whole weight matrix into its packed layout on every call, which for a batch of 10
- * costs more than the arithmetic; these stream each weight once. 16 floats a vector
- * (one AVX-512 register, or several narrower ones: GCC's generic vectors). Their own
- * function attribute lets the compiler fuse multiply-adds here only. */
+ * costs more than the arithmetic; these stream each weight once (simd.h's vectors). */
 #define SMALL_N 16
-#if defined(__clang__)
-#define FUSE_MADD   /* clang has no optimize attribute; its default contracts within a statement */
-#else
-#define FUSE_MADD __attribute__((optimize("fp-contract=fast")))
-#endif
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
-/* Macros, not functions: a vector passed or returned by value changes the ABI where
- * the build does not target AVX-512, which compilers warn about. */
-#define LD16(v, p) memcpy(&(v), (p), sizeof(v))
-#define HSUM16(s, v)                                  \
-    do {                                              \
-        for (int q_ = 0; q_ < 16; q_++) (s) += (v)[q_]; \
-    } while (0)
 
 /* y[i][o] (+)= sum_k x[i][k] w[o][k] for o in [o0, o1), i < n: two weight rows at a
  * time against every example row (2 n accumulators). add: y already holds the bias. */
@@ -36,8 +21,13 @@ FUSE_MADD static void small_fwd(const float *x, const float *w, float *y, int n,
         const float *w0 = w + o * in, *w1 = w0 + in;
         v16 a0[SMALL_N], a1[SMALL_N];
         for (int i = 0; i < n; i++) a0[i] = a1[i] = (v16){0};
+        /* the next pair of rows is fetched while this one is used: with two rows in
+         * flight the weights' stream from memory is latency-bound */
+        const float *n0 = o + 4 <= o1 ? w1 + in : w0, *n1 = o + 4 <= o1 ? n0 + in : w1;
         for (int k = 0; k < kv; k += 16) {
             v16 p, q;
+            __builtin_prefetch(n0 + k);
+            __builtin_prefetch(n1 + k);
             LD16(p, w0 + k);
             LD16(q, w1 + k);
             for (int i = 0; i < n; i++) {
@@ -122,6 +112,7 @@ static inline __attribute__((always_inline)) void dx_sgd_cols(const float *dy, c
         float *wp = w + (size_t)o * in + k;
         const float *d = dy + o;
         v16 wv, g = {0};
+        __builtin_prefetch(wp + 16, 1);   /* the row's next block, for the next call */
         LD16(wv, wp);
         for (int i = 0; i < n; i++) {
             float di = d[(size_t)i * out];

@@ -2,20 +2,10 @@
  * kernels. BLAS packs both operands and, for beta = 0, first clears C on every call;
  * with K = 32 or 64 and a few hundred tiles that overhead is a third of the GEMM time,
  * and the operands already sit in cache in a usable layout. These kernels read them
- * in place: 16 floats a vector (one AVX-512 register, or several narrower ones through
- * GCC's generic vectors), multiply-adds fused here only (the function attribute).
- * Contracts in nn_internal.h. */
+ * in place, with simd.h's vectors. Contracts in nn_internal.h. */
 #include <string.h>
 #include "nn_internal.h"
-
-#if defined(__clang__)
-#define FUSE_MADD
-#else
-#define FUSE_MADD __attribute__((optimize("fp-contract=fast")))
-#endif
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-#define LD16(v, p) memcpy(&(v), (p), sizeof(v))
-#define ST16(p, v) memcpy((p), &(v), sizeof(v))
+#include "simd.h"
 
 enum { MR = 8 };   /* rows of C per block: 8 x 2 vectors = 16 accumulators */
 
