@@ -155,6 +155,8 @@ FUSE_MADD static void small_dx_sgd(const float *dy, const float *x, float *w, fl
     }
 }
 
+/* fused: 0 no SGD step in backward, 1 the update by GEMM after the input gradient, 2 both
+ * in one pass (lin_sgd_task) */
 typedef struct lin_ctx { fed_model *m; const layer *l; int tasks; int fused; } lin_ctx;
 
 static void lin_fwd_task(void *vctx, size_t task, int worker) {
@@ -235,8 +237,11 @@ static void bias_sgd(const float *dy, float *b, int n, int out, size_t o0, size_
     }
 }
 
-/* fed_model_sgd_step: W[o0:o1] <- W[o0:o1] + (-lr) dY[:, o0:o1]^T X, b likewise, once
- * every task's input gradient (which reads all of W) is done. */
+/* fed_model_sgd_step. fused 1: W[o0:o1] <- W[o0:o1] + (-lr) dY[:, o0:o1]^T X by GEMM,
+ * once every task's input gradient (which reads all of W) is done. fused 2 (the
+ * fast small-batch kernels): the input gradient and the update in one pass over W,
+ * the tasks splitting its columns in whole vectors (so the split never changes a
+ * column's arithmetic). Either way the bias steps too. */
 static void lin_sgd_task(void *vctx, size_t task, int worker) {
     (void)worker;
     lin_ctx *c = vctx;
@@ -247,28 +252,16 @@ static void lin_sgd_task(void *vctx, size_t task, int worker) {
     float lr = m->fused_lr;
     size_t o0, o1;
     nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
-    if (o1 == o0) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, -lr, dy + o0, out, x, in, 1.0f,
-                m->params + l->w_off + o0 * in, in);
-    if (l->b_off != SIZE_MAX) bias_sgd(dy, m->params + l->b_off, n, out, o0, o1, lr);
-}
-
-/* fed_model_sgd_step with the fast small-batch kernels: tasks split the columns in
- * whole vectors (so the split never changes a column's arithmetic) and the bias. */
-static void lin_dx_sgd_task(void *vctx, size_t task, int worker) {
-    (void)worker;
-    lin_ctx *c = vctx;
-    fed_model *m = c->m;
-    const layer *l = c->l;
-    int in = (int)shape_size(l->ish), out = l->osh.c, n = m->n;
-    const float *x = nn_act(m, l->in), *dy = m->ws.grad[l->out];
-    float lr = m->fused_lr;
-    size_t v0, v1, o0, o1;
-    nn_split(((size_t)in + 15) / 16, (size_t)c->tasks, task, &v0, &v1);
-    size_t k0 = v0 * 16, k1 = v1 * 16 < (size_t)in ? v1 * 16 : (size_t)in;
-    if (k1 > k0)
-        small_dx_sgd(dy, x, m->params + l->w_off, l->in != 0 ? m->ws.grad[l->in] : NULL, n, in, out, k0, k1, lr);
-    nn_split((size_t)out, (size_t)c->tasks, task, &o0, &o1);
+    if (c->fused == 2) {
+        size_t v0, v1;
+        nn_split(((size_t)in + 15) / 16, (size_t)c->tasks, task, &v0, &v1);
+        size_t k0 = v0 * 16, k1 = v1 * 16 < (size_t)in ? v1 * 16 : (size_t)in;
+        if (k1 > k0)
+            small_dx_sgd(dy, x, m->params + l->w_off, l->in != 0 ? m->ws.grad[l->in] : NULL, n, in, out, k0, k1, lr);
+    } else if (o1 > o0) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), in, n, -lr, dy + o0, out, x, in, 1.0f,
+                    m->params + l->w_off + o0 * in, in);
+    }
     if (l->b_off != SIZE_MAX) bias_sgd(dy, m->params + l->b_off, n, out, o0, o1, lr);
 }
 
@@ -279,8 +272,8 @@ void nn_linear_backward(fed_model *m, const layer *l) {
     int fused = m->fused_lr > 0 && m->bwd_mode == NN_BWD_ALL;
     if (fused && m->fast && m->n <= SMALL_N) {
         int vecs = (in + 15) / 16;
-        lin_ctx c = {m, l, t < vecs ? t : vecs, 1};
-        fed_pool_run(m->pool, (size_t)c.tasks, lin_dx_sgd_task, &c);
+        lin_ctx c = {m, l, t < vecs ? t : vecs, 2};
+        fed_pool_run(m->pool, (size_t)c.tasks, lin_sgd_task, &c);
         return;
     }
     lin_ctx c = {m, l, t < most ? t : most, fused};
