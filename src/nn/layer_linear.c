@@ -66,6 +66,17 @@ FUSE_MADD static void small_fwd(const float *x, const float *w, float *y, int n,
     }
 }
 
+/* dx[i][k .. k + 16) += a[i] for i < n */
+static inline __attribute__((always_inline)) void add_to_rows(float *dx, size_t in, size_t k, const v16 *a, int n) {
+    for (int i = 0; i < n; i++) {
+        float *d = dx + (size_t)i * in + k;
+        v16 cur;
+        LD16(cur, d);
+        cur += a[i];
+        ST16(d, cur);
+    }
+}
+
 /* dx[i][k] += sum_o dy[i][o] w[o][k] for k in [k0, k1), i < n: 16 columns of the
  * weights at a time, every row of them once, against every example (n accumulators). */
 FUSE_MADD static void small_dx(const float *dy, const float *w, float *dx, int n,
@@ -79,13 +90,7 @@ FUSE_MADD static void small_dx(const float *dy, const float *w, float *dx, int n
             LD16(wv, w + (size_t)o * in + k);
             for (int i = 0; i < n; i++) a[i] += dy[(size_t)i * out + o] * wv;
         }
-        for (int i = 0; i < n; i++) {
-            float *d = dx + (size_t)i * in + k;
-            v16 cur;
-            LD16(cur, d);
-            cur += a[i];
-            memcpy(d, &cur, sizeof cur);
-        }
+        add_to_rows(dx, (size_t)in, k, a, n);
     }
     for (; k < k1; k++)
         for (int i = 0; i < n; i++) {
@@ -122,14 +127,7 @@ static inline __attribute__((always_inline)) void dx_sgd_cols(const float *dy, c
         wv += -lr * g;
         memcpy(wp, &wv, sizeof wv);
     }
-    if (dx)
-        for (int i = 0; i < n; i++) {
-            float *p = dx + (size_t)i * in + k;
-            v16 cur;
-            LD16(cur, p);
-            cur += a[i];
-            memcpy(p, &cur, sizeof cur);
-        }
+    if (dx) add_to_rows(dx, (size_t)in, k, a, n);
 }
 
 FUSE_MADD static void small_dx_sgd(const float *dy, const float *x, float *w, float *dx, int n, int in, int out,
