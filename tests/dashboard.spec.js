@@ -55,7 +55,7 @@ async function main() {
   fs.writeFileSync(path.join(DIR, "past.yaml"), ["name: past", ...base, "num_clients: 10", "clients_per_round: 4",
     "num_rounds: 3", "local_epochs: 1", "state_dir: state"].join("\n") + "\n");
   fs.writeFileSync(path.join(DIR, "live.yaml"), ["name: live-demo", ...base, "num_clients: 50", "clients_per_round: 10",
-    "num_rounds: 15", "local_epochs: 2", "dropout_probability: 0.1", "state_dir: state", "privacy:", "  mode: dp-fedavg",
+    "num_rounds: 15", "local_epochs: 20", "dropout_probability: 0.1", "state_dir: state", "privacy:", "  mode: dp-fedavg",
     "  noise_multiplier: 0.3", "  clip_norm: 1.0", "  target_epsilon: 100"].join("\n") + "\n");
 
   // a past run in the store
@@ -82,7 +82,7 @@ async function main() {
   if (first >= 15) fail("the run finished before the page saw it in progress (rounds too fast?)");
   await page.waitForFunction(n => Number(document.querySelector("#chart-acc")?.dataset.points) > n, first, {timeout: 20000});
   log(`accuracy curve: ${await points(page)} points`);
-  await page.waitForFunction(() => Number(document.querySelector("#chart-acc")?.dataset.points) === 15, null, {timeout: 40000});
+  await page.waitForFunction(() => Number(document.querySelector("#chart-acc")?.dataset.points) === 15, null, {timeout: 90000});
   await page.waitForFunction(() => document.querySelector("#run-status")?.textContent === "finished", null, {timeout: 10000});
   const title = await page.textContent("#run-title");
   if (!/live-demo/.test(title)) fail(`live page title: ${title}`);
