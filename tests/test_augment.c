@@ -138,8 +138,8 @@ int main(void) {
         CHECK_NEAR(black[0], -0.1307 / 0.3081, 1e-6);
         CHECK_OK(fed_dataset_black("cifar10", black, 3));
         CHECK_NEAR(black[2], -0.4465 / 0.2616, 1e-6);
-        CHECK(fed_dataset_black("cifar10", black, 1) != 0);   /* no room for three channels */
-        CHECK(fed_dataset_black("imagenet", black, 3) != 0);
+        CHECK_EQ_INT(fed_dataset_black("cifar10", black, 1), FED_EINVAL);   /* no room for three channels */
+        CHECK_EQ_INT(fed_dataset_black("imagenet", black, 3), FED_ENOTFOUND);
     }
 
     /* Rotation at fixed angles. */

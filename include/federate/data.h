@@ -37,7 +37,8 @@ int fed_cifar_read(const char *const *paths, int npaths, fed_dataset *out);
 int fed_dataset_load(const char *name, int train, const char *data_dir, fed_dataset *out);
 /* The normalized value of a black pixel (byte 0) in each of the named data set's
  * channels, into fill[0 .. c): what augmentation pads with, as torchvision pads
- * before it normalizes. -1 (with an error) for an unknown name or c too small. */
+ * before it normalizes. 0, or FED_ENOTFOUND for an unknown name and FED_EINVAL when
+ * c is less than the set's channel count. */
 int fed_dataset_black(const char *name, float *fill, int c);
 /* The default data directory ($FEDERATE_DATA or ~/.cache/federate) into buf. */
 int fed_data_dir(char *buf, size_t size);
