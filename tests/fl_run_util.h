@@ -1,8 +1,8 @@
-/* Helpers shared by the federated-run tests (test_fl_ddp, test_fl_ddp_sgd): a run
- * into its own store under a test directory, optionally stopped after a round and
- * resumed from its checkpoint, returning the stored per-round metrics; and a config
- * that must be refused with a given code and words in the message. Include after
- * check.h. */
+/* Helpers shared by the federated-run tests (test_fl_sim, test_fl_dp, test_fl_ddp,
+ * test_fl_ddp_sgd): a run, optionally stopped after a round and resumed from its
+ * checkpoint; the same into its own store under a test directory, returning the
+ * stored per-round metrics; and a config that must be refused with a given code and
+ * words in the message. Include after check.h. */
 #ifndef FEDERATE_TESTS_FL_RUN_UTIL_H
 #define FEDERATE_TESTS_FL_RUN_UTIL_H
 #include <stdio.h>
@@ -11,20 +11,15 @@
 
 typedef struct run_stopper { volatile int stop; int at; } run_stopper;
 
-static void run_stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
+static inline void run_stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
     (void)cfg;
     run_stopper *s = ctx;
     if (r->m.round == s->at) s->stop = 1;
 }
 
-/* The run of c in DIR/NAME.db; stop_after > 0: stopped after that round and resumed
- * from its checkpoint. *nr rounds of metrics, to free(). */
-static fed_round_metrics *run_in(const char *dir, const fed_config *c, const char *name, fed_run_result *r, int *nr,
-                                 int stop_after) {
-    char db[600];
-    snprintf(db, sizeof db, "%s/%s.db", dir, name);
-    fed_store *st;
-    CHECK_OK(fed_store_open(&st, db));
+/* c run into the open store st; stop_after > 0: stopped after that round and resumed
+ * from its checkpoint (the resumed run uses its stored config). */
+static inline void run_resumable(fed_store *st, const fed_config *c, fed_run_result *r, int stop_after) {
     fed_run_opts o = {0};
     o.store = st;
     run_stopper sp = {0, stop_after};
@@ -32,6 +27,7 @@ static fed_round_metrics *run_in(const char *dir, const fed_config *c, const cha
     CHECK_OK(fed_run(c, &o, r));
     if (stop_after) {
         CHECK(r->stopped);
+        CHECK_EQ_INT(r->rounds_done, stop_after);
         fed_run_result_free(r);
         fed_run_opts ro = {0};
         ro.store = st;
@@ -39,7 +35,18 @@ static fed_round_metrics *run_in(const char *dir, const fed_config *c, const cha
         fed_config dummy;
         fed_config_default(&dummy);
         CHECK_OK(fed_run(&dummy, &ro, r));
+        CHECK(!r->stopped);
     }
+}
+
+/* The run of c in DIR/NAME.db (run_resumable). *nr rounds of metrics, to free(). */
+static inline fed_round_metrics *run_in(const char *dir, const fed_config *c, const char *name, fed_run_result *r, int *nr,
+                                        int stop_after) {
+    char db[600];
+    snprintf(db, sizeof db, "%s/%s.db", dir, name);
+    fed_store *st;
+    CHECK_OK(fed_store_open(&st, db));
+    run_resumable(st, c, r, stop_after);
     fed_round_metrics *rm;
     CHECK_OK(fed_store_get_rounds(st, r->run_id, &rm, nr));
     fed_store_close(st);
@@ -47,7 +54,7 @@ static fed_round_metrics *run_in(const char *dir, const fed_config *c, const cha
 }
 
 /* c is refused (by validation or by the run) with code, and the message names words. */
-static void run_refused(const fed_config *c, int code, const char *words) {
+static inline void run_refused(const fed_config *c, int code, const char *words) {
     fed_run_result rr;
     int rc = fed_config_validate(c);
     if (!rc) rc = fed_run(c, NULL, &rr), fed_run_result_free(&rr);

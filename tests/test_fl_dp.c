@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "check.h"
 #include "federate/federate.h"
+#include "fl_run_util.h"
 
 static char dir[256];
 
@@ -33,33 +34,12 @@ static void base_config(fed_config *c, const char *mode) {
     snprintf(c->state_dir, sizeof c->state_dir, "%s/state", dir);
 }
 
-typedef struct stopper { volatile int stop; int at; } stopper;
-static void stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
-    (void)cfg;
-    stopper *s = ctx;
-    if (r->m.round == s->at) s->stop = 1;
-}
-
 static void *run(const fed_config *cfg, const char *name, fed_run_result *res, size_t *len, int stop_after) {
     char db[300];
     snprintf(db, sizeof db, "%s/%s.db", dir, name);
     fed_store *st;
     CHECK_OK(fed_store_open(&st, db));
-    fed_run_opts o = {0};
-    o.store = st;
-    stopper sp = {0, stop_after};
-    if (stop_after) { o.on_round = stop_at; o.ctx = &sp; o.stop = &sp.stop; }
-    CHECK_OK(fed_run(cfg, &o, res));
-    if (stop_after) {
-        CHECK(res->stopped);
-        fed_run_result_free(res);
-        fed_run_opts r = {0};
-        r.store = st;
-        r.resume_run = res->run_id;
-        fed_config dummy;
-        fed_config_default(&dummy);
-        CHECK_OK(fed_run(&dummy, &r, res));
-    }
+    run_resumable(st, cfg, res, stop_after);
     /* the store has epsilon per round, increasing */
     fed_round_metrics *rm;
     int n;

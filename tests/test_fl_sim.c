@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "check.h"
 #include "federate/federate.h"
+#include "fl_run_util.h"
 
 static char dir[256];
 
@@ -28,34 +29,11 @@ static void base_config(fed_config *c) {
     snprintf(c->state_dir, sizeof c->state_dir, "%s/state", dir);
 }
 
-typedef struct stopper { volatile int stop; int at; } stopper;
-static void stop_at(void *ctx, const fed_config *cfg, const fed_round_report *r) {
-    (void)cfg;
-    stopper *s = ctx;
-    if (r->m.round == s->at) s->stop = 1;
-}
-
 /* Runs cfg into a fresh store; returns the final model's checkpoint bytes. */
 static void *run_to_blob(const fed_config *cfg, const char *db, size_t *len, fed_run_result *res, int stop_after) {
     fed_store *st;
     CHECK_OK(fed_store_open(&st, db));
-    fed_run_opts o = {0};
-    o.store = st;
-    stopper sp = {0, stop_after};
-    if (stop_after) { o.on_round = stop_at; o.ctx = &sp; o.stop = &sp.stop; }
-    CHECK_OK(fed_run(cfg, &o, res));
-    if (stop_after) {
-        CHECK(res->stopped);
-        CHECK_EQ_INT(res->rounds_done, stop_after);
-        fed_run_result_free(res);
-        fed_run_opts r = {0};
-        r.store = st;
-        r.resume_run = res->run_id;
-        fed_config dummy;
-        fed_config_default(&dummy);   /* ignored: a resumed run uses its stored config */
-        CHECK_OK(fed_run(&dummy, &r, res));
-        CHECK(!res->stopped);
-    }
+    run_resumable(st, cfg, res, stop_after);
     int round;
     void *model, *state;
     size_t slen;
