@@ -16,19 +16,19 @@ int cmd_secagg_params(int argc, char **argv);
 static const char *const graphs[] = {"full", "harary", NULL};
 
 typedef struct bench_in {
-    uint64_t seed, mask;
+    uint64_t seed, mask, in_mask; /* mask: the ring's; in_mask: an input element's */
 } bench_in;
 
 static int bench_input(void *ctx, int client, uint64_t *x, size_t L) {
     const bench_in *b = ctx;
     fed_rng r;
     fed_rng_init(&r, b->seed, 0, (uint64_t)client, FED_RNG_USER);
-    for (size_t i = 0; i < L; i++) x[i] = fed_rng_u64(&r) & b->mask;
+    for (size_t i = 0; i < L; i++) x[i] = fed_rng_u64(&r) & b->in_mask;
     return 0;
 }
 
 int cmd_bench_secagg(int argc, char **argv) {
-    int clients = 100, length = 100000, threads = 1, ring_bits = 32, drop_stage = 2, threshold = 0, consistency = 0;
+    int clients = 100, length = 100000, threads = 1, ring_bits = 0, bits = 16, drop_stage = 2, threshold = 0, consistency = 0;
     double dropout = 0, adv = 0.05;
     const char *graph = "full";
     uint64_t seed = 1;
@@ -48,7 +48,9 @@ int cmd_bench_secagg(int argc, char **argv) {
          0, 0.99, NULL},
         {"threshold", ARG_INT, &threshold, "full graph: Shamir threshold (default n/2 + 1, at most the survivors)", 0,
          1 << 20, NULL},
-        {"ring-bits", ARG_INT, &ring_bits, "ring Z_{2^b} (default 32)", 1, 64, NULL},
+        {"bits", ARG_INT, &bits, "bits per input element, as the encoder's `bits` (default 16)", 1, 52, NULL},
+        {"ring-bits", ARG_INT, &ring_bits, "ring Z_{2^b} (default: the smallest that holds the sum of N inputs, "
+                                           "bits + ceil(log2 N), as in a run)", 1, 64, NULL},
         {"seed", ARG_U64, &seed, "input seed (default 1)", NO_RANGE, NULL},
         ARG_END,
     };
@@ -57,6 +59,13 @@ int cmd_bench_secagg(int argc, char **argv) {
     if (drop_stage == 4) {
         fprintf(stderr, "federate bench secagg: --drop-stage 4 is not a stage (0..3, or 5 for the consistency check)\n");
         return 2;
+    }
+    if (!ring_bits) {
+        fed_secagg_enc enc;
+        fed_secagg_enc_default(&enc);
+        enc.bits = bits;
+        if ((rc = fed_secagg_enc_ring_bits(&enc, clients, &ring_bits)))
+            return cli_fail("bench secagg", "ring", rc);
     }
     fed_secagg_cfg cfg;
     if ((rc = fed_secagg_cfg_default(&cfg, clients))) return cli_fail("bench secagg", "configuration", rc);
@@ -88,7 +97,8 @@ int cmd_bench_secagg(int argc, char **argv) {
     for (int i = 0; i < clients; i++) perm[i] = (uint32_t)i;
     fed_rng_shuffle(&r, perm, (size_t)clients);
     for (int i = 0; i < clients; i++) drop[perm[i]] = i < ndrop ? (uint8_t)drop_stage : 4;
-    bench_in bi = {seed, ring_bits == 64 ? ~0ULL : (1ULL << ring_bits) - 1};
+    int in_bits = bits < ring_bits ? bits : ring_bits; /* inputs of `bits` bits, each below the ring */
+    bench_in bi = {seed, ring_bits == 64 ? ~0ULL : (1ULL << ring_bits) - 1, (1ULL << in_bits) - 1};
     fed_secagg_stats st;
     rc = fed_secagg_sim_run(&cfg, (size_t)length, bench_input, &bi, drop, sum, inc, &st);
     if (rc) {
@@ -106,6 +116,7 @@ int cmd_bench_secagg(int argc, char **argv) {
     printf("server_ms: %.1f\n", st.server_ms);
     printf("bytes_per_client: %.0f\n", st.bytes_per_client);
     printf("exact: %s\n", exact ? "yes" : "no");
+    printf("ring_bits: %d\n", ring_bits);
     printf("graph: %s\ndegree: %d\nthreshold: %d\n", graph, cfg.degree > 0 ? cfg.degree : clients - 1, cfg.threshold);
     printf("survivors: %d\n", st.survivors);
     printf("server_cpu_ms: %.1f\n", st.server_cpu_ms);

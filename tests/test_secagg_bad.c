@@ -241,6 +241,40 @@ static void too_few(uint64_t *const *x, size_t L) {
     free(sum);
 }
 
+/* ---- packed masked input with a bit set in its last byte's padding ---- */
+static void set_padding(void *ctx, int stage, int u, uint8_t **msg, size_t *len) {
+    (void)ctx;
+    if (stage == 2 && u == 2) (*msg)[*len - 1] |= 0x80; /* 999 x 20 bits leave 4 bits of padding */
+    if (stage == 2 && u == 3) *len -= 1;                /* one byte short of the packed elements */
+}
+
+static void bad_padding(uint64_t *const *x) {
+    enum { L = 999 };
+    fed_secagg_cfg cfg;
+    CHECK_OK(fed_secagg_cfg_default(&cfg, 8));
+    cfg.threshold = 4;
+    cfg.ring_bits = 20;
+    uint64_t *xs[8];
+    for (int u = 0; u < 8; u++) {
+        xs[u] = malloc(L * 8);
+        for (size_t i = 0; i < L; i++) xs[u][i] = x[u][i] & 0xfffff;
+    }
+    round_out ro;
+    uint64_t sum[L];
+    uint8_t inc[8], off[8];
+    CHECK_OK(drive(&cfg, L, xs, set_padding, NULL, sum, inc, off, &ro));
+    CHECK(ro.server_rc[2][2] == FED_EFORMAT);
+    CHECK(ro.server_rc[2][3] == FED_EFORMAT);
+    CHECK(!inc[2] && !inc[3] && off[2] && off[3]);
+    for (size_t i = 0; i < L; i++) {
+        uint32_t t = 0;
+        for (int u = 0; u < 8; u++)
+            if (inc[u]) t += (uint32_t)xs[u][i];
+        CHECK(sum[i] == (t & 0xfffff));
+    }
+    for (int u = 0; u < 8; u++) free(xs[u]);
+}
+
 /* ---- random bytes and random corruption never crash ---- */
 static void garbage(void *ctx, int stage, int u, uint8_t **msg, size_t *len) {
     tctx *tc = ctx;
@@ -374,6 +408,7 @@ int main(void) {
     many_offenders(x, L);
     client_refuses(x, L);
     too_few(x, L);
+    bad_padding(x);
     fuzz(x, L);
     fuzz_client(x, L);
     for (int u = 0; u < N; u++) free(x[u]);

@@ -1,5 +1,6 @@
 /* The mask PRG: its words are libsodium's ChaCha20 keystream, streams resume at any offset,
- * rejection sampling stays below R, pairwise masks derived from the two ends
+ * b-bit rings use b bits of keystream per element and pack the same way on
+ * the wire, rejection sampling stays below R, pairwise masks derived from the two ends
  * cancel, and a masked vector (fixed seeds) passes a chi-square test on its top
  * bits. */
 #include <sodium.h>
@@ -129,10 +130,76 @@ static void masked_looks_uniform(void) {
     free(y);
 }
 
+/* b-bit rings: element i is bits [i b, i b + b) of the raw ChaCha20 keystream,
+ * whatever the offset a pass starts at, and packing round-trips exactly. */
+static uint32_t ks_bits(const uint8_t *ks, size_t bit, int b) {
+    uint64_t v = 0;
+    for (int k = 0; k < b; k++) v |= (uint64_t)(ks[(bit + (size_t)k) / 8] >> ((bit + (size_t)k) % 8) & 1) << k;
+    return (uint32_t)v;
+}
+
+static void packed_streams(void) {
+    enum { L = 5000 };
+    static const uint8_t nonce[12] = {'f', 'e', 'd', '-', 's', 'a', '-', 'm', 'a', 's', 'k', 0};
+    uint8_t *zero = calloc(L * 4 + 64, 1), *ks = malloc(L * 4 + 64);
+    uint32_t *whole = malloc(L * 4), *part = malloc(L * 4), *ref = malloc(L * 4);
+    sa_stream st = {{0}, 1}, neg = {{0}, -1};
+    for (int j = 0; j < 32; j++) st.seed[j] = neg.seed[j] = (uint8_t)(j * 29 + 5);
+    crypto_stream_chacha20_ietf_xor_ic(ks, zero, L * 4 + 64, nonce, 0, st.seed);
+    fed_rng g;
+    fed_rng_init(&g, 5, 0, 0, FED_RNG_USER);
+    for (int b = 1; b <= 32; b++) {
+        sa_ring r;
+        ring(&r, b, 0);
+        CHECK(r.kind == SA_K32);
+        CHECK(sa_ring_wire_bytes(&r, L) == (L * (size_t)b + 7) / 8);
+        uint32_t m = b == 32 ? 0xffffffffu : (1u << b) - 1;
+        for (size_t i = 0; i < L; i++) ref[i] = ks_bits(ks, i * (size_t)b, b);
+        memset(whole, 0, L * 4);
+        sa_prg_apply(&r, whole, 0, L, &st, 1);
+        sa_ring_reduce(&r, whole, L);
+        CHECK(memcmp(whole, ref, L * 4) == 0);
+        /* resuming at a multiple of 16 that is not a 64-byte boundary of the stream */
+        size_t cut = 16 * (1 + fed_rng_u32(&g) % (L / 16 - 1));
+        memset(part, 0, L * 4);
+        sa_prg_apply(&r, part, 0, cut, &st, 1);
+        sa_prg_apply(&r, part + cut, cut, L - cut, &st, 1);
+        sa_ring_reduce(&r, part, L);
+        CHECK(memcmp(part, ref, L * 4) == 0);
+        /* +PRG then -PRG of the same seed is 0 mod 2^b */
+        sa_prg_apply(&r, part, 0, L, &neg, 1);
+        sa_ring_reduce(&r, part, L);
+        for (size_t i = 0; i < L; i++) CHECK(part[i] == 0);
+        /* pack a length that is not a multiple of 16 into a buffer of exactly its
+         * size (an over-read would show under ASan), then add it back */
+        size_t n = L - 1 - fed_rng_u32(&g) % 15, nb = sa_ring_wire_bytes(&r, n);
+        for (size_t i = 0; i < n; i++) whole[i] = fed_rng_u32(&g) & m;
+        uint8_t *w = malloc(nb);
+        sa_pack32(w, whole, n, b);
+        if ((n * (size_t)b) % 8) CHECK((w[nb - 1] >> (n * (size_t)b % 8)) == 0);
+        for (size_t i = 0; i < n; i++) part[i] = 7;
+        sa_ring_add_wire(&r, part, w, nb, n);
+        sa_ring_reduce(&r, part, n);
+        for (size_t i = 0; i < n; i++) CHECK(part[i] == ((whole[i] + 7) & m));
+        /* and from an element offset, as the server's sum reads it */
+        size_t off = 16 * (fed_rng_u32(&g) % (n / 16)), wo = sa_ring_wire_off(&r, off);
+        memset(part, 0, n * 4);
+        sa_ring_add_wire(&r, part, w + wo, nb - wo, n - off);
+        for (size_t i = off; i < n; i++) CHECK((part[i - off] & m) == whole[i]);
+        free(w);
+    }
+    free(zero);
+    free(ks);
+    free(whole);
+    free(part);
+    free(ref);
+}
+
 int main(void) {
     CHECK(sodium_init() >= 0);
     stream_is_chacha20();
     rejection_sampling();
+    packed_streams();
     pair_masks_cancel();
     masked_looks_uniform();
     TEST_PASS("test_secagg_prg");

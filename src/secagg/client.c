@@ -327,7 +327,7 @@ int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size
         }
         sa_ring_reduce(R, acc, L);
     }
-    size_t len = SA_HDR + 4 + (size_t)ncompl * 4 + 8 + L * (size_t)R->ws;
+    size_t len = SA_HDR + 4 + (size_t)ncompl * 4 + 8 + sa_ring_wire_bytes(R, L);
     msg = malloc(len);
     if (!msg) {
         rc = fed_error(FED_ENOMEM, "secagg client: masked input message of %zu bytes", len);
@@ -339,7 +339,9 @@ int fed_secagg_client_masked_input(fed_secagg_client *c, const uint8_t *in, size
     uint8_t *p = msg + SA_HDR + 4 + 4 * (size_t)ncompl;
     sa_put64(p, (uint64_t)L);
     p += 8;
-    if (R->ws == R->es) {
+    if (R->kind == SA_K32) {
+        sa_pack32(p, acc, L, R->bits);
+    } else if (R->ws == R->es) {
         memcpy(p, acc, L * (size_t)R->ws);
     } else { /* general R <= 2^32 kept in 64-bit accumulators */
         const uint64_t *a = acc;

@@ -1,19 +1,23 @@
 /* Mask generation: ChaCha20 (RFC 8439), always libsodium's crypto_stream_chacha20_ietf:
  * no hand-written cipher, however fast, in this project.
- * keyed by a 32-byte seed expands into ring elements. For R = 2^b the keystream
- * words are used directly (wrapping 32- or 64-bit arithmetic, reduced by a mask at
- * the end); for other R, words are masked to ceil(log2 R) bits and rejected when
- * >= R, so masks are exactly uniform. Output is made and added in blocks that stay
- * in L1, so n streams of length L never take more than the accumulator. */
+ * A 32-byte seed expands into ring elements. For R = 2^b with b <= 32, element i is
+ * bits [i b, i b + b) of the keystream (least significant bit first), so a b-bit
+ * ring draws b bits of keystream per element, not 32; for b = 32 that is the
+ * keystream's little-endian words. R = 2^b above 2^32 uses 64-bit words. Other R:
+ * words are masked to ceil(log2 R) bits and rejected when >= R, so masks are
+ * exactly uniform. Output is made and added in blocks that stay in L1, so n
+ * streams of length L never take more than the accumulator. */
 #include <sodium.h>
 #include <time.h>
 #include "federate/error.h"
 #include "secagg_internal.h"
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #define BLK 2048 /* 8 KiB of 32-bit words per ChaCha20 call */
-static const uint8_t zeros[BLK * 4];
+static const uint8_t zeros[BLK * 4 + 64];
 static const uint8_t nonce_mask[12] = {'f', 'e', 'd', '-', 's', 'a', '-', 'm', 'a', 's', 'k', 0};
-
 
 int sa_ring_init(sa_ring *r, const fed_secagg_cfg *cfg) {
     memset(r, 0, sizeof *r);
@@ -44,23 +48,120 @@ int sa_ring_init(sa_ring *r, const fed_secagg_cfg *cfg) {
     return 0;
 }
 
-static void apply32(uint32_t *restrict acc, size_t off, size_t len, const sa_stream *st, size_t ns) {
-    uint32_t buf[BLK];
-    for (size_t s = 0; s < ns; s++) {
-        size_t i = 0;
-        for (; i < len; i += BLK) {
-            size_t m = len - i < BLK ? len - i : BLK;
-            size_t bytes = (m * 4 + 63) & ~(size_t)63;
-            crypto_stream_chacha20_ietf_xor_ic((uint8_t *)buf, zeros, bytes, nonce_mask, (uint32_t)((off + i) / 16),
-                                               st[s].seed);
-            uint32_t *restrict a = acc + i;
-            if (st[s].sign > 0)
-                for (size_t j = 0; j < m; j++) a[j] += buf[j];
-            else
-                for (size_t j = 0; j < m; j++) a[j] -= buf[j];
+size_t sa_ring_wire_bytes(const sa_ring *r, size_t L) {
+    return r->kind == SA_K32 ? (L * (size_t)r->bits + 7) / 8 : L * (size_t)r->ws;
+}
+
+size_t sa_ring_wire_off(const sa_ring *r, size_t off) {
+    return r->kind == SA_K32 ? off / 16 * 2 * (size_t)r->bits : off * (size_t)r->ws;
+}
+
+void sa_pack32(uint8_t *restrict dst, const uint32_t *restrict a, size_t L, int b) {
+    if (b == 32) {
+        memcpy(dst, a, L * 4);
+        return;
+    }
+    uint64_t w = 0; /* at most 7 + 31 pending bits */
+    int n = 0;
+    for (size_t i = 0; i < L; i++) {
+        w |= (uint64_t)a[i] << n;
+        for (n += b; n >= 8; n -= 8) {
+            *dst++ = (uint8_t)w;
+            w >>= 8;
         }
     }
-    sodium_memzero(buf, sizeof buf);
+    if (n) *dst = (uint8_t)w;
+}
+
+void sa_unpack_add32(uint32_t *restrict a, const uint8_t *src, size_t avail, size_t m, int b, int neg) {
+    size_t j = 0;
+    if (b == 32) {
+        for (; j < m; j++) a[j] = neg ? a[j] - sa_get32(src + 4 * j) : a[j] + sa_get32(src + 4 * j);
+        return;
+    }
+#if defined(__AVX512F__) || defined(__AVX2__)
+    /* W elements (W = 16 or 8) take W b / 8 bytes, at most W 32-bit words. Lane e
+     * of a window of those words holds bits from word q = e b / 32, shifted down
+     * by s = e b % 32, or-ed with word q + 1 shifted up by 32 - s (a shift by 32
+     * gives 0). Word q + 1 past the window wraps to another word of it: that only
+     * happens when the element ends inside word q, so it lands on bits above b.
+     * Bits above b are left in the lane: the accumulators wrap mod 2^32 and are
+     * reduced mod 2^b at the end. */
+#if defined(__AVX512F__)
+    enum { W = 16 };
+#else
+    enum { W = 8 };
+#endif
+    uint32_t q0[W], q1[W], sr[W], sl[W];
+    for (size_t e = 0; e < W; e++) {
+        size_t bit = e * (size_t)b;
+        q0[e] = (uint32_t)(bit / 32);
+        q1[e] = (uint32_t)((bit / 32 + 1) % W);
+        sr[e] = (uint32_t)(bit % 32);
+        sl[e] = 32 - sr[e];
+    }
+    const size_t gb = W * (size_t)b / 8; /* bytes per W elements */
+#if defined(__AVX512F__)
+    const __m512i Q0 = _mm512_loadu_si512(q0), Q1 = _mm512_loadu_si512(q1);
+    const __m512i SR = _mm512_loadu_si512(sr), SL = _mm512_loadu_si512(sl);
+    for (; j + W <= m && j / W * gb + 64 <= avail; j += W) {
+        __m512i w = _mm512_loadu_si512(src + j / W * gb);
+        __m512i v = _mm512_or_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(Q0, w), SR),
+                                    _mm512_sllv_epi32(_mm512_permutexvar_epi32(Q1, w), SL));
+        __m512i x = _mm512_loadu_si512(a + j);
+        _mm512_storeu_si512(a + j, neg ? _mm512_sub_epi32(x, v) : _mm512_add_epi32(x, v));
+    }
+#else
+    const __m256i Q0 = _mm256_loadu_si256((const __m256i *)q0), Q1 = _mm256_loadu_si256((const __m256i *)q1);
+    const __m256i SR = _mm256_loadu_si256((const __m256i *)sr), SL = _mm256_loadu_si256((const __m256i *)sl);
+    for (; j + W <= m && j / W * gb + 32 <= avail; j += W) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)(src + j / W * gb));
+        __m256i v = _mm256_or_si256(_mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, Q0), SR),
+                                    _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, Q1), SL));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + j));
+        _mm256_storeu_si256((__m256i *)(a + j), neg ? _mm256_sub_epi32(x, v) : _mm256_add_epi32(x, v));
+    }
+#endif
+#endif
+    for (; j < m; j++) {
+        size_t bit = j * (size_t)b, byte = bit >> 3;
+        uint64_t w = 0;
+        if (avail - byte >= 8) memcpy(&w, src + byte, 8);
+        else memcpy(&w, src + byte, avail - byte);
+        uint32_t v = (uint32_t)(w >> (bit & 7));
+        a[j] = neg ? a[j] - v : a[j] + v;
+    }
+}
+
+static void apply32(int b, uint32_t *restrict acc, size_t off, size_t len, const sa_stream *st, size_t ns) {
+    uint32_t words[BLK + 16];
+    uint8_t *buf = (uint8_t *)words;
+    /* the packed path's vector loads may read past the keystream made: give them
+     * defined bytes (their values never reach an element) */
+    if (b < 32) memset(words, 0, sizeof words);
+    for (size_t s = 0; s < ns; s++) {
+        for (size_t i = 0; i < len; i += BLK) {
+            size_t m = len - i < BLK ? len - i : BLK;
+            if (b == 32) {
+                size_t bytes = (m * 4 + 63) & ~(size_t)63;
+                crypto_stream_chacha20_ietf_xor_ic(buf, zeros, bytes, nonce_mask, (uint32_t)((off + i) / 16),
+                                                   st[s].seed);
+                const uint32_t *restrict w = words;
+                uint32_t *restrict a = acc + i;
+                if (st[s].sign > 0)
+                    for (size_t j = 0; j < m; j++) a[j] += w[j];
+                else
+                    for (size_t j = 0; j < m; j++) a[j] -= w[j];
+                continue;
+            }
+            /* elements off + i.. start at byte (off + i) / 16 * 2b of the stream */
+            size_t start = (off + i) / 16 * 2 * (size_t)b, skip = start % 64;
+            size_t bytes = (skip + (m * (size_t)b + 7) / 8 + 63) & ~(size_t)63;
+            crypto_stream_chacha20_ietf_xor_ic(buf, zeros, bytes, nonce_mask, (uint32_t)(start / 64), st[s].seed);
+            sa_unpack_add32(acc + i, buf + skip, sizeof words - skip, m, b, st[s].sign < 0);
+        }
+    }
+    sodium_memzero(words, sizeof words);
 }
 
 static void apply64(uint64_t *restrict acc, size_t off, size_t len, const sa_stream *st, size_t ns) {
@@ -113,7 +214,7 @@ static void applymod(const sa_ring *r, uint64_t *acc, size_t len, const sa_strea
 }
 
 void sa_prg_apply(const sa_ring *r, void *acc, size_t off, size_t len, const sa_stream *st, size_t ns) {
-    if (r->kind == SA_K32) apply32((uint32_t *)acc, off, len, st, ns);
+    if (r->kind == SA_K32) apply32(r->bits, (uint32_t *)acc, off, len, st, ns);
     else if (r->kind == SA_K64) apply64((uint64_t *)acc, off, len, st, ns);
     else applymod(r, (uint64_t *)acc, len, st, ns);
 }
@@ -128,10 +229,9 @@ void sa_ring_reduce(const sa_ring *r, void *acc, size_t len) {
     }
 }
 
-void sa_ring_add_wire(const sa_ring *r, void *acc, const uint8_t *src, size_t len) {
+void sa_ring_add_wire(const sa_ring *r, void *acc, const uint8_t *src, size_t avail, size_t len) {
     if (r->kind == SA_K32) {
-        uint32_t *restrict a = acc;
-        for (size_t i = 0; i < len; i++) a[i] += sa_get32(src + 4 * i);
+        sa_unpack_add32(acc, src, avail, len, r->bits, 0);
     } else if (r->kind == SA_K64) {
         uint64_t *restrict a = acc;
         for (size_t i = 0; i < len; i++) a[i] += sa_get64(src + 8 * i);

@@ -20,7 +20,8 @@ typedef struct sa_ring {
     int kind;       /* SA_K32: power of two <= 2^32, uint32 accumulators wrapping mod 2^32;
                        SA_K64: power of two > 2^32, uint64 wrapping; SA_KMOD: general R */
     int es;         /* accumulator element size, 4 or 8 */
-    int ws;         /* wire element size: 4 when R <= 2^32, else 8 */
+    int ws;         /* keystream / wire word size of SA_K64 and SA_KMOD: 4 when R <= 2^32, else 8
+                       (SA_K32 elements are packed in bits bits) */
 } sa_ring;
 int sa_ring_init(sa_ring *r, const fed_secagg_cfg *cfg);
 
@@ -35,8 +36,22 @@ typedef struct sa_stream {
 void sa_prg_apply(const sa_ring *r, void *acc, size_t off, size_t len, const sa_stream *st, size_t ns);
 /* Reduces a wrapping accumulator mod R (no-op for SA_KMOD). */
 void sa_ring_reduce(const sa_ring *r, void *acc, size_t len);
-/* mod-R acc += src (wire-format little-endian elements). */
-void sa_ring_add_wire(const sa_ring *r, void *acc, const uint8_t *src, size_t len);
+/* mod-R acc += the len elements at src in wire format; avail is how many bytes
+ * may be read from src (at least sa_ring_wire_bytes(r, len)). */
+void sa_ring_add_wire(const sa_ring *r, void *acc, const uint8_t *src, size_t avail, size_t len);
+/* Wire format of ring elements: SA_K32 rings pack each element in exactly b bits,
+ * element i at bits [i b, i b + b) least significant first, the last byte padded
+ * with zero bits; SA_K64 and SA_KMOD elements are little-endian words of ws bytes.
+ * sa_ring_wire_bytes: the bytes of L elements; sa_ring_wire_off: the byte where
+ * element off starts (off a multiple of 16 for SA_K32). */
+size_t sa_ring_wire_bytes(const sa_ring *r, size_t L);
+size_t sa_ring_wire_off(const sa_ring *r, size_t off);
+/* Packs L elements, each < 2^b (1 <= b <= 32), into sa_ring_wire_bytes bytes. */
+void sa_pack32(uint8_t *restrict dst, const uint32_t *restrict a, size_t L, int b);
+/* a[j] += (or -=, when neg) element j of the packed b-bit string at src, for j < m;
+ * src has avail readable bytes, at least (m b + 7) / 8. Bits above b may be left
+ * in the 32-bit sums: the caller reduces mod 2^b once at the end. */
+void sa_unpack_add32(uint32_t *restrict a, const uint8_t *src, size_t avail, size_t m, int b, int neg);
 /* Uniform element stream from a seed (for permutations etc.). */
 typedef struct sa_xof {
     uint8_t key[32];
@@ -86,7 +101,8 @@ static inline int sa_sign(uint32_t u, uint32_t v) { return u < v ? 1 : -1; }
  *            ct = nonce[24] || XChaCha20-Poly1305(from, to, b-share[8 x u64], s-share[8 x u64]),
  *            additional data "FSAs" from to round
  *   S_SHARES m u32, m x (from u32, ct[176])                 from neighbours in U1
- *   C_MASKED c u32, c x id u32 (undecryptable shares), L u64, L x element (4 bytes if R <= 2^32, else 8)
+ *   C_MASKED c u32, c x id u32 (undecryptable shares), L u64, L elements (sa_ring_wire_bytes: b bits each
+ *            for R = 2^b <= 2^32, else words of 4 bytes if R <= 2^32, 8 above)
  *   S_REVEAL nb u32, nb x id, ns u32, ns x id               self-mask shares of U2, mask-key shares of U1 \ U2
  *   C_UNMASK nb u32, nb x (id u32, share[8 x u64]), ns u32, ns x (id u32, share[8 x u64])
  * With cfg->consistency (the active-adversary variant) some messages grow and a

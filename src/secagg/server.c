@@ -279,8 +279,8 @@ static int recv_masked(fed_secagg_server *s, uint32_t u, const uint8_t *msg, siz
         return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: masked input of client %u is malformed", (unsigned)u));
     const uint8_t *cl = sa_rdn(&r, (size_t)nc * 4);
     uint64_t L = sa_rd64(&r);
-    size_t ws = (size_t)s->ring.ws;
-    if (r.bad || L != s->L || len - r.off != s->L * ws)
+    size_t ws = (size_t)s->ring.ws, nb = sa_ring_wire_bytes(&s->ring, s->L);
+    if (r.bad || L != s->L || len - r.off != nb)
         return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: masked input of client %u has %zu bytes, expected "
                                                    "%zu elements", (unsigned)u, len, s->L));
     const uint8_t *y = msg + r.off;
@@ -295,7 +295,14 @@ static int recv_masked(fed_secagg_server *s, uint32_t u, const uint8_t *msg, siz
         }
         compl[i] = v;
     }
-    if (s->ring.bits < 8 * (int)ws || s->ring.kind == SA_KMOD) {
+    if (s->ring.kind == SA_K32) {
+        unsigned pad = (unsigned)(s->L * (size_t)s->ring.bits % 8); /* bits used in the last byte */
+        if (pad && y[nb - 1] >> pad) {
+            free(compl);
+            return refuse(s, u, fed_error(FED_EFORMAT, "secagg server: masked input of client %u has nonzero padding "
+                                                       "bits", (unsigned)u));
+        }
+    } else if (s->ring.bits < 8 * (int)ws || s->ring.kind == SA_KMOD) {
         for (size_t i = 0; i < s->L; i++) {
             uint64_t v = ws == 4 ? sa_get32(y + 4 * i) : sa_get64(y + 8 * i);
             if (s->ring.R && v >= s->ring.R) {
@@ -305,12 +312,12 @@ static int recv_masked(fed_secagg_server *s, uint32_t u, const uint8_t *msg, siz
             }
         }
     }
-    s->y[u] = malloc(s->L * ws + 1);
+    s->y[u] = malloc(nb + 1);
     if (!s->y[u]) {
         free(compl);
         return fed_error(FED_ENOMEM, "secagg server: masked input of %zu elements", s->L);
     }
-    memcpy(s->y[u], y, s->L * ws);
+    memcpy(s->y[u], y, nb);
     s->compl[u] = compl;
     s->ncompl[u] = (int)nc;
     s->f[u] |= F_MASKED;
@@ -496,7 +503,8 @@ static void sum_task(void *p, size_t task, int worker) {
     fed_secagg_server *s = c->s;
     size_t off = task * SUM_CHUNK, len = s->L - off < SUM_CHUNK ? s->L - off : SUM_CHUNK;
     uint8_t *acc = (uint8_t *)s->acc + off * (size_t)s->ring.es;
-    for (int i = 0; i < c->nids; i++) sa_ring_add_wire(&s->ring, acc, s->y[c->ids[i]] + off * (size_t)s->ring.ws, len);
+    size_t wo = sa_ring_wire_off(&s->ring, off), avail = sa_ring_wire_bytes(&s->ring, s->L) - wo;
+    for (int i = 0; i < c->nids; i++) sa_ring_add_wire(&s->ring, acc, s->y[c->ids[i]] + wo, avail, len);
 }
 
 static int close_masked(fed_secagg_server *s) {
@@ -542,7 +550,8 @@ static int close_masked(fed_secagg_server *s) {
     }
     sum_ctx c = {s, ids, m, NULL, 0};
     if (s->ring.kind == SA_KMOD) {
-        for (int i = 0; i < m; i++) sa_ring_add_wire(&s->ring, s->acc, s->y[ids[i]], s->L);
+        for (int i = 0; i < m; i++)
+            sa_ring_add_wire(&s->ring, s->acc, s->y[ids[i]], sa_ring_wire_bytes(&s->ring, s->L), s->L);
     } else {
         fed_pool_run(s->pool, (s->L + SUM_CHUNK - 1) / SUM_CHUNK, sum_task, &c);
     }
