@@ -6,7 +6,8 @@
  *   bits 0-1  stage (0 advertise, 1 share keys, 2 masked input, 3 unmasking;
  *             with the consistency check 3 is its signature on U3, see bit 7)
  *   bits 2-4  the client (mod n)
- *   bit 5     setup: 0 classic SecAgg, n = 4, t = 3, R = 2^32;
+ *   bit 5     setup: 0 classic SecAgg, n = 4, t = 3, R = 2^20 (2^32 with the
+ *             check), so masked inputs are packed with padding bits;
  *             1 SecAgg+, n = 5, degree 2, t = 2, R = 1000003
  *   bit 6     0: no consistency check (bit 7 ignored), vectors of 3;
  *             1: the same two setups with the consistency check
@@ -88,7 +89,7 @@ typedef struct setup {
 } setup;
 /* index: selector bit 5 | bit 6 << 1; 0 and 1 are the setups of the first seeds */
 static const setup setups[4] = {
-    {4, 0, 3, 32, 0, 0, 3},
+    {4, 0, 3, 20, 0, 0, 3},
     {5, 2, 2, 0, 1000003, 0, 3},
     {4, 0, 3, 32, 0, 1, 2},
     {5, 2, 2, 0, 1000003, 1, 2},
@@ -243,7 +244,8 @@ static uint8_t selector(int su, int stage, int who) {
 
 /* FEDERATE_FUZZ_SEEDS=DIR: writes each stage's real message, as an input for
  * this target, for client 1 of each setup, and exits. The first setups' files
- * (setup0_*, setup1_*) are byte for byte the first seeds. */
+ * (setup1_*) are byte for byte the first seeds; setup0_* were rewritten when
+ * its ring became 2^20. */
 static void write_seeds(const char *dir) {
     for (int su = 0; su < 4; su++)
         for (int stage = 0; stage < (setups[su].consistency ? 5 : 4); stage++) {
