@@ -122,10 +122,14 @@ int cmd_bench_secagg(int argc, char **argv) {
     printf("server_cpu_ms: %.1f\n", st.server_cpu_ms);
     for (int s = 0; s < 4; s++) printf("client_stage%d_ms: %.1f\n", s, st.client_stage_ms[s]);
     for (int s = 0; s < 4; s++) printf("server_stage%d_ms: %.1f\n", s, st.server_stage_ms[s]);
+    for (int s = 0; s < 4; s++) printf("client_stage%d_bytes_up: %.0f\n", s, st.stage_bytes_up[s]);
+    for (int s = 0; s < 4; s++) printf("client_stage%d_bytes_down: %.0f\n", s, st.stage_bytes_down[s]);
     if (consistency) {
         printf("consistency: yes\n");
         printf("client_check_ms: %.1f\n", st.client_check_ms);
         printf("server_check_ms: %.1f\n", st.server_check_ms);
+        printf("client_check_bytes_up: %.0f\n", st.check_bytes_up);
+        printf("client_check_bytes_down: %.0f\n", st.check_bytes_down);
     }
     status = exact ? 0 : 1;
 out:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The secure aggregation commands: secagg-params gives Google's (k, t) for the
 # issue's example, bench secagg prints the lines README quotes with an exact sum
-# on both graphs, its ring follows the input bits the way a run's does (packed
+# on both graphs with per-stage times and bytes, its ring follows the input bits the way a run's does (packed
 # on the wire, so fewer bits travel fewer bytes), and bad flags are refused.
 set -u
 BIN="${FEDERATE_BIN:-build/federate}"
@@ -22,6 +22,18 @@ done
 [ "$(field "$b" exact)" = yes ] || fail "full graph: sum not exact: $b"
 [ "$(field "$b" ring_bits)" = 21 ] || fail "ring for 20 clients of 16 bits: $b"
 [ "$(field "$b" survivors)" = 14 ] || fail "survivors: $b"
+# per-stage bytes: the masked input is its 28 bytes of framing and 3001 elements of
+# 21 bits; the stages add up to bytes_per_client
+[ "$(field "$b" client_stage2_bytes_up)" = $((28 + (3001 * 21 + 7) / 8)) ] || fail "stage-2 upload: $b"
+tot=0
+for s in 0 1 2 3; do
+    for d in up down; do
+        v="$(field "$b" client_stage${s}_bytes_$d)"; [ -n "$v" ] || fail "bench lacks client_stage${s}_bytes_$d"
+        tot=$((tot + v))
+    done
+    echo "$b" | grep -q "^server_stage${s}_ms: [0-9]" || fail "bench lacks server_stage${s}_ms"
+done
+[ "$tot" = "$(field "$b" bytes_per_client)" ] || fail "stages add up to $tot: $b"
 b32="$("$BIN" bench secagg --clients 20 --length 3001 --dropout 0.3 --ring-bits 32)" || fail "bench --ring-bits 32 failed"
 [ "$(field "$b32" exact)" = yes ] || fail "32-bit ring: sum not exact: $b32"
 # the masked input is 21 bits an element on the wire, not 32

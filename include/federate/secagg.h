@@ -155,6 +155,10 @@ typedef struct fed_secagg_stats {
     int finished;              /* clients that sent all their messages (four, or five) */
     double client_check_ms;    /* with cfg->consistency: the check stage (also in client_ms) */
     double server_check_ms;    /* and the server's (also in server_ms); 0 without it */
+    double stage_bytes_up[4];  /* per stage, mean over clients that finished: what one sent */
+    double stage_bytes_down[4]; /* and received (the server's message opening the stage) */
+    double check_bytes_up;     /* with cfg->consistency: the check stage's (also in */
+    double check_bytes_down;   /* bytes_per_client); 0 without it */
 } fed_secagg_stats;
 
 /* drop_at[u] in 0..4: client u stops before sending its stage drop_at[u] message

@@ -28,7 +28,7 @@ typedef struct simc {
     size_t in_len, out_len;
     int alive;
     double ms[5]; /* per stage kind: 0..3 as in the stats, 4 the consistency check */
-    double bytes;
+    double up[5], down[5]; /* bytes sent and received, per stage kind */
 } simc;
 
 typedef struct sim {
@@ -176,7 +176,7 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
                     cl[u].alive = 0; /* the server has dropped it */
                     continue;
                 }
-                cl[u].bytes += (double)cl[u].in_len;
+                cl[u].down[kind] += (double)cl[u].in_len;
                 batch[m++] = u;
             }
             server_ms[kind] += sa_wall_ms() - t0;
@@ -190,7 +190,7 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
             for (int i = 0; i < m; i++) {
                 simc *c = &cl[batch[i]];
                 if (c->alive && c->out && !rc) {
-                    c->bytes += (double)c->out_len;
+                    c->up[kind] += (double)c->out_len;
                     if (fed_secagg_server_receive(srv, (uint32_t)batch[i], c->out, c->out_len)) c->alive = 0;
                 }
                 free(c->in);
@@ -223,7 +223,13 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
             for (int s = 0; s < 4; s++) stats->client_stage_ms[s] += cl[u].ms[s];
             stats->client_check_ms += cl[u].ms[4];
             for (int s = 0; s < 5; s++) stats->client_ms += cl[u].ms[s];
-            stats->bytes_per_client += cl[u].bytes;
+            for (int s = 0; s < 5; s++) stats->bytes_per_client += cl[u].up[s] + cl[u].down[s];
+            for (int s = 0; s < 4; s++) {
+                stats->stage_bytes_up[s] += cl[u].up[s];
+                stats->stage_bytes_down[s] += cl[u].down[s];
+            }
+            stats->check_bytes_up += cl[u].up[4];
+            stats->check_bytes_down += cl[u].down[4];
         }
         stats->finished = fin;
         if (fin) {
@@ -231,6 +237,12 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg_in, size_t L, fed_secagg_input_
             stats->client_check_ms /= fin;
             stats->client_ms /= fin;
             stats->bytes_per_client /= fin;
+            for (int s = 0; s < 4; s++) {
+                stats->stage_bytes_up[s] /= fin;
+                stats->stage_bytes_down[s] /= fin;
+            }
+            stats->check_bytes_up /= fin;
+            stats->check_bytes_down /= fin;
         }
         for (int s = 0; s < 4; s++) stats->server_stage_ms[s] = server_ms[s];
         stats->server_check_ms = server_ms[4];
