@@ -127,6 +127,16 @@ static void masked_looks_uniform(void) {
     /* the unmasked input itself fails badly */
     for (size_t i = 0; i < L; i++) y[i] = (uint32_t)(i % 7) << 24;
     CHECK(chi2_top8(y, L) > 10000);
+    /* a packed 21-bit ring: the top 8 of its 21 bits, moved to the top of the word */
+    ring(&r, 21, 0);
+    for (size_t i = 0; i < L; i++) y[i] = (uint32_t)(i % 7);
+    sa_prg_apply(&r, y, 0, L, st, 4);
+    sa_ring_reduce(&r, y, L);
+    for (size_t i = 0; i < L; i++) {
+        CHECK(y[i] < (1u << 21));
+        y[i] <<= 11;
+    }
+    CHECK(chi2_top8(y, L) < 340);
     free(y);
 }
 
