@@ -117,6 +117,8 @@ int cmd_bench_secagg(int argc, char **argv) {
     printf("bytes_per_client: %.0f\n", st.bytes_per_client);
     printf("exact: %s\n", exact ? "yes" : "no");
     printf("ring_bits: %d\n", ring_bits);
+    double prg = 0;
+    if (fed_secagg_prg_rate(ring_bits, &prg) == 0) printf("prg_gb_per_s: %.2f\n", prg / 1e9);
     printf("graph: %s\ndegree: %d\nthreshold: %d\n", graph, cfg.degree > 0 ? cfg.degree : clients - 1, cfg.threshold);
     printf("survivors: %d\n", st.survivors);
     printf("server_cpu_ms: %.1f\n", st.server_cpu_ms);

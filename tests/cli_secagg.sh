@@ -20,6 +20,7 @@ for k in client_ms server_ms bytes_per_client; do
     echo "$b" | grep -q "^$k: [0-9]" || fail "bench secagg lacks $k: $b"
 done
 [ "$(field "$b" exact)" = yes ] || fail "full graph: sum not exact: $b"
+echo "$b" | grep -q "^prg_gb_per_s: [0-9]*\.[0-9]" || fail "bench secagg lacks prg_gb_per_s: $b"
 [ "$(field "$b" ring_bits)" = 21 ] || fail "ring for 20 clients of 16 bits: $b"
 [ "$(field "$b" survivors)" = 14 ] || fail "survivors: $b"
 # per-stage bytes: the masked input is its 28 bytes of framing and 3001 elements of

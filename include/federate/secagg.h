@@ -185,6 +185,12 @@ int fed_secagg_sim_run(const fed_secagg_cfg *cfg, size_t L, fed_secagg_input_fn 
 int fed_secagg_sum(const fed_secagg_cfg *cfg, const uint64_t *const *inputs, size_t L, const uint8_t *drop_at,
                    uint64_t *sum_out, uint8_t *included, fed_secagg_stats *stats);
 
+/* The mask PRG's speed on the calling thread: expands 32 streams of 2^20 elements
+ * of the ring 2^ring_bits (1..64) into one accumulator, in the server's chunks,
+ * and sets *bytes_per_s to the keystream consumed per second of wall time
+ * (ring_bits / 8 bytes an element up to 32 bits, 8 above). Benchmarks only. */
+int fed_secagg_prg_rate(int ring_bits, double *bytes_per_s);
+
 /* ---- Floats <-> ring ----------------------------------------------------- */
 typedef struct fed_secagg_enc {
     double clip;       /* coordinates clipped to [-clip, clip] */

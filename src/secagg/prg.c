@@ -16,7 +16,11 @@
 #endif
 
 #define BLK 2048 /* 8 KiB of 32-bit words per ChaCha20 call */
-static const uint8_t zeros[BLK * 4 + 64];
+/* Packed rings take 4096 elements a call: 512 b bytes, whole 512-byte runs of
+ * libsodium's 8-block loop, starting on a block when off is a multiple of 4096
+ * (the server's and the client's chunks are). */
+#define BLKP 4096
+static const uint8_t zeros[BLKP * 4 + 64];
 static const uint8_t nonce_mask[12] = {'f', 'e', 'd', '-', 's', 'a', '-', 'm', 'a', 's', 'k', 0};
 
 int sa_ring_init(sa_ring *r, const fed_secagg_cfg *cfg) {
@@ -134,14 +138,15 @@ void sa_unpack_add32(uint32_t *restrict a, const uint8_t *src, size_t avail, siz
 }
 
 static void apply32(int b, uint32_t *restrict acc, size_t off, size_t len, const sa_stream *st, size_t ns) {
-    uint32_t words[BLK + 16];
+    uint32_t words[BLKP + 16];
     uint8_t *buf = (uint8_t *)words;
     /* the packed path's vector loads may read past the keystream made: give them
      * defined bytes (their values never reach an element) */
     if (b < 32) memset(words, 0, sizeof words);
+    const size_t per = b == 32 ? BLK : BLKP;
     for (size_t s = 0; s < ns; s++) {
-        for (size_t i = 0; i < len; i += BLK) {
-            size_t m = len - i < BLK ? len - i : BLK;
+        for (size_t i = 0; i < len; i += per) {
+            size_t m = len - i < per ? len - i : per;
             if (b == 32) {
                 size_t bytes = (m * 4 + 63) & ~(size_t)63;
                 crypto_stream_chacha20_ietf_xor_ic(buf, zeros, bytes, nonce_mask, (uint32_t)((off + i) / 16),
@@ -217,6 +222,31 @@ void sa_prg_apply(const sa_ring *r, void *acc, size_t off, size_t len, const sa_
     if (r->kind == SA_K32) apply32(r->bits, (uint32_t *)acc, off, len, st, ns);
     else if (r->kind == SA_K64) apply64((uint64_t *)acc, off, len, st, ns);
     else applymod(r, (uint64_t *)acc, len, st, ns);
+}
+
+int fed_secagg_prg_rate(int ring_bits, double *bytes_per_s) {
+    if (!bytes_per_s) return fed_error(FED_EINVAL, "secagg prg rate: NULL");
+    fed_secagg_cfg c = {0};
+    c.n = 2;
+    c.ring_bits = ring_bits;
+    sa_ring r;
+    int rc = sa_ring_init(&r, &c);
+    if (rc) return rc;
+    enum { NS = 32, CH = 4096 };
+    const size_t L = (size_t)1 << 20;
+    sa_stream st[NS];
+    for (int i = 0; i < NS; i++) {
+        memset(st[i].seed, i + 1, 32);
+        st[i].sign = i % 2 ? -1 : 1;
+    }
+    uint64_t acc[CH] = {0}; /* room for 64-bit elements */
+    double t0 = sa_wall_ms();
+    for (size_t off = 0; off < L; off += CH) sa_prg_apply(&r, acc, off, CH, st, NS);
+    double s = (sa_wall_ms() - t0) / 1000;
+    double per = r.kind == SA_K32 ? r.bits / 8.0 : 8.0;
+    *bytes_per_s = s > 0 ? (double)NS * (double)L * per / s : 0;
+    sodium_memzero(st, sizeof st);
+    return 0;
 }
 
 void sa_ring_reduce(const sa_ring *r, void *acc, size_t len) {
