@@ -16,9 +16,9 @@
 #endif
 
 #define BLK 2048 /* 8 KiB of 32-bit words per ChaCha20 call */
-/* Packed rings take 4096 elements a call: 512 b bytes, whole 512-byte runs of
- * libsodium's 8-block loop, starting on a block when off is a multiple of 4096
- * (the server's and the client's chunks are). */
+/* 32-bit-or-smaller rings take 4096 elements a call: 512 b bytes, whole 512-byte
+ * runs of libsodium's 8-block loop, starting on a block when off is a multiple of
+ * 4096 (the server's and the client's chunks are). */
 #define BLKP 4096
 static const uint8_t zeros[BLKP * 4 + 64];
 static const uint8_t nonce_mask[12] = {'f', 'e', 'd', '-', 's', 'a', '-', 'm', 'a', 's', 'k', 0};
@@ -142,23 +142,10 @@ static void apply32(int b, uint32_t *restrict acc, size_t off, size_t len, const
     uint8_t *buf = (uint8_t *)words;
     /* the packed path's vector loads may read past the keystream made: give them
      * defined bytes (their values never reach an element) */
-    if (b < 32) memset(words, 0, sizeof words);
-    const size_t per = b == 32 ? BLK : BLKP;
+    memset(words, 0, sizeof words);
     for (size_t s = 0; s < ns; s++) {
-        for (size_t i = 0; i < len; i += per) {
-            size_t m = len - i < per ? len - i : per;
-            if (b == 32) {
-                size_t bytes = (m * 4 + 63) & ~(size_t)63;
-                crypto_stream_chacha20_ietf_xor_ic(buf, zeros, bytes, nonce_mask, (uint32_t)((off + i) / 16),
-                                                   st[s].seed);
-                const uint32_t *restrict w = words;
-                uint32_t *restrict a = acc + i;
-                if (st[s].sign > 0)
-                    for (size_t j = 0; j < m; j++) a[j] += w[j];
-                else
-                    for (size_t j = 0; j < m; j++) a[j] -= w[j];
-                continue;
-            }
+        for (size_t i = 0; i < len; i += BLKP) {
+            size_t m = len - i < BLKP ? len - i : BLKP;
             /* elements off + i.. start at byte (off + i) / 16 * 2b of the stream */
             size_t start = (off + i) / 16 * 2 * (size_t)b, skip = start % 64;
             size_t bytes = (skip + (m * (size_t)b + 7) / 8 + 63) & ~(size_t)63;
